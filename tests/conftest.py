@@ -1,0 +1,37 @@
+"""One real local Dask cluster for the whole test session (two worker processes, so every
+distributed code path crosses a process boundary)."""
+
+from __future__ import annotations
+
+import pytest
+from distributed import Client, LocalCluster
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit="3GiB",
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def client(cluster):
+    with Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def _client_as_current(request):
+    """Tests that use the cluster see it as the default client, as a user's script would."""
+    if "client" in request.fixturenames:
+        client = request.getfixturevalue("client")
+        with client.as_current():
+            yield
+    else:
+        yield

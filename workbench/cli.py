@@ -1,0 +1,244 @@
+"""The ``workbench`` command: parses arguments, calls the Python API, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from .errors import WorkbenchError
+
+app = typer.Typer(
+    name="workbench",
+    help="Out-of-core ML on Dask for imbalanced BigQuery exports: split, RUS, XGBoost, exact AUC, recorded runs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Make and inspect datasets.", no_args_is_help=True)
+runs_app = typer.Typer(help="List and show recorded runs.", invoke_without_command=True)
+cluster_app = typer.Typer(help="Inspect cluster profiles.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(runs_app, name="runs")
+app.add_typer(cluster_app, name="cluster")
+
+ClusterOption = Annotated[
+    Optional[str], typer.Option("--cluster", "-c", help="Cluster profile: a name in ./clusters/, a YAML path, or 'local'.")
+]
+WorkersOption = Annotated[Optional[int], typer.Option("--workers", "-w", help="Number of workers (overrides the profile).")]
+RunsDirOption = Annotated[Optional[Path], typer.Option("--runs-dir", help="Run store directory (default: ./runs).")]
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)] = False,
+):
+    if version:
+        from .pipeline import versions
+
+        typer.echo(" ".join(f"{k} {v}" for k, v in versions().items()))
+        raise typer.Exit()
+
+
+def _echo_progress(started: float):
+    def say(message: str) -> None:
+        typer.echo(f"[{time.perf_counter() - started:7.1f}s] {message}", err=True)
+
+    return say
+
+
+@app.command()
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file, e.g. pipelines/quickstart.yaml.")],
+    cluster: ClusterOption = None,
+    workers: WorkersOption = None,
+    connect: Annotated[Optional[str], typer.Option("--connect", help="Address of a running scheduler to use.")] = None,
+    runs_dir: RunsDirOption = None,
+):
+    """Run a pipeline: data → split → RUS → XGBoost → exact metrics, recorded in the run store."""
+    from .cluster import cluster as open_cluster
+    from .config import load_pipeline
+    from .pipeline import run_pipeline
+
+    spec = load_pipeline(pipeline)
+    say = _echo_progress(time.perf_counter())
+    say(f"pipeline {spec.name} ({pipeline})")
+    if connect:
+        with open_cluster(address=connect) as client:
+            result = run_pipeline(spec, client=client, runs_dir=runs_dir, progress=say)
+    else:
+        result = run_pipeline(spec, cluster=cluster, workers=workers, runs_dir=runs_dir, progress=say)
+    typer.echo(_summary(result.record))
+
+
+def _summary(record) -> str:
+    m, d, t = record.metrics, record.data, record.timings
+    lines = [f"run {record.id} ({record.name}) succeeded"]
+    lines.append(
+        f"  rows          {d['rows_in_files']:,} in files; train {d['train']['rows']:,} "
+        f"({d['train']['positive']:,} positive) -> {d['sampled']['rows']:,} after RUS; "
+        f"test {d['test']['rows']:,} ({d['test']['positive']:,} positive)"
+    )
+    lines.append(f"  class ratio   {d['class_ratio']['before']} before RUS -> {d['class_ratio']['after']} after")
+    lines.append("  timings       " + "  ".join(f"{k} {v:.1f}s" for k, v in t.items()))
+    lines.append(f"  ROC AUC       {m['roc_auc']:.4f}  (exact, on {m['n']:,} held-out test rows)")
+    lines.append(f"  PR AUC        {m['pr_auc']:.4f}  (average precision)")
+    lines.append(
+        f"  confusion     at threshold {m['threshold']}: tn {m['tn']:,}  fp {m['fp']:,}  fn {m['fn']:,}  tp {m['tp']:,}"
+        f"  (precision {m['precision']:.3f}, recall {m['recall']:.3f})"
+    )
+    if m.get("corrected"):
+        c = m["corrected"]
+        lines.append(
+            f"  corrected     for RUS (Dal Pozzolo): tn {c['tn']:,}  fp {c['fp']:,}  fn {c['fn']:,}  tp {c['tp']:,}"
+            f"  (precision {c['precision']:.3f}, recall {c['recall']:.3f})"
+        )
+    lines.append(f"  recorded in   {Path(record.path).parent / 'runs.sqlite'}  (model: {Path(record.path) / 'model.json'})")
+    return "\n".join(lines)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Argument(help="Output directory for the Parquet shards.")],
+    rows: Annotated[int, typer.Option("--rows", "-n", help="Number of rows.")] = 1_000_000,
+    positive_rate: Annotated[float, typer.Option(help="Fraction of positive (is_miner) rows.")] = 0.005,
+    signal: Annotated[float, typer.Option(help="Signal strength: 1.0 gives ROC AUC around 0.9-0.97, 0 none.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    rows_per_shard: Annotated[int, typer.Option(help="Rows per Parquet shard.")] = 250_000,
+    table: Annotated[str, typer.Option(help="Shard name prefix.")] = "btc_addresses",
+    overwrite: Annotated[bool, typer.Option(help="Replace existing shards in OUT.")] = False,
+    cluster: ClusterOption = None,
+    workers: WorkersOption = None,
+):
+    """Write a synthetic BigQuery-shaped Bitcoin-address export, generated in parallel on a cluster."""
+    from .cluster import cluster as open_cluster
+    from .data.synth import synth_bitcoin_export
+
+    say = _echo_progress(time.perf_counter())
+    with open_cluster(cluster, workers=workers) as client:
+        say(f"generating {rows:,} rows into {out}/")
+        files = synth_bitcoin_export(
+            out, rows, positive_rate=positive_rate, signal=signal, seed=seed,
+            rows_per_shard=rows_per_shard, table=table, client=client, overwrite=overwrite,
+        )
+    say(f"wrote {len(files)} shard(s)")
+    typer.echo(f"{len(files)} shards in {out}/ ({files[0]} … {Path(files[-1]).name})")
+
+
+@runs_app.callback()
+def runs_list(
+    ctx: typer.Context,
+    runs_dir: RunsDirOption = None,
+    status: Annotated[Optional[str], typer.Option(help="Only runs with this status.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many runs.")] = 20,
+):
+    """List recorded runs, newest first."""
+    ctx.obj = {"runs_dir": runs_dir}
+    if ctx.invoked_subcommand is not None:
+        return
+    from .pipeline import runs_directory
+    from .runs import RunStore
+
+    store = RunStore(runs_directory(override=runs_dir))
+    records = store.list(status=status, limit=limit)
+    if not records:
+        typer.echo(f"no runs recorded in {store.database}")
+        return
+    typer.echo(f"{'id':<22} {'name':<18} {'status':<10} {'ROC AUC':>8} {'PR AUC':>8} {'seconds':>8}  created (UTC)")
+    for r in records:
+        auc = f"{r.metrics['roc_auc']:.4f}" if "roc_auc" in r.metrics else "-"
+        pr = f"{r.metrics['pr_auc']:.4f}" if "pr_auc" in r.metrics else "-"
+        total = f"{sum(r.timings.values()):.1f}" if r.timings else "-"
+        typer.echo(f"{r.id:<22} {r.name[:18]:<18} {r.status:<10} {auc:>8} {pr:>8} {total:>8}  {r.created_at[:19]}")
+
+
+@runs_app.command("show")
+def runs_show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole record as JSON.")] = False,
+    runs_dir: RunsDirOption = None,
+):
+    """Show one recorded run."""
+    from .pipeline import runs_directory
+    from .runs import RunStore
+
+    record = RunStore(runs_directory(override=runs_dir or (ctx.obj or {}).get("runs_dir"))).get(run_id)
+    if as_json:
+        typer.echo(json.dumps(record.to_dict(), indent=2))
+        return
+    if record.status == "succeeded":
+        typer.echo(_summary(record))
+    else:
+        typer.echo(f"run {record.id} ({record.name}) {record.status}" + (f": {record.error}" if record.error else ""))
+    typer.echo(f"  created       {record.created_at}  finished {record.finished_at or '-'}")
+    typer.echo(f"  seeds         {json.dumps(record.seeds)}")
+    typer.echo(f"  cluster       {json.dumps(record.cluster)}")
+    typer.echo("  versions      " + ", ".join(f"{k} {v}" for k, v in record.versions.items()))
+    for name, metrics in record.history.items():
+        for metric, values in metrics.items():
+            if values:
+                typer.echo(f"  history       {name} {metric}: {len(values)} rounds, first {values[0]:.4f}, last {values[-1]:.4f}")
+
+
+@cluster_app.command("show")
+def cluster_show(
+    profile: Annotated[str, typer.Argument(help="Profile name or YAML path.")] = "local",
+    workers: WorkersOption = None,
+):
+    """Print the cluster a profile would start, without starting it."""
+    from .cluster import describe
+
+    typer.echo(json.dumps(describe(profile, workers=workers), indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors with exit code 2 for bad input, tracebacks only with --debug."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    warnings.showwarning = _show_warning
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="workbench", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        typer.echo("interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except WorkbenchError as exc:
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a command-line tool
+        if debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        typer.echo(f"error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
+        return 1
+    return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from .data.bigquery import WorkbenchWarning
+
+    if issubclass(category, WorkbenchWarning):
+        typer.echo(f"warning: {message}", err=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""Read Parquet exported from BigQuery into a :class:`~workbench.data.Dataset`, out-of-core.
+
+BigQuery writes NUMERIC as DECIMAL(38, 9), BIGNUMERIC as DECIMAL(76, 38), TIMESTAMP and DATETIME
+as timestamps without a time zone, REPEATED and STRUCT fields as nested groups, and shards a large
+table into ``name-000000000000.parquet`` files. The reader turns that into numeric features and a
+0/1 target on the workers; the client only reads the Parquet footers.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import dask.dataframe as dd
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from dask.utils import parse_bytes
+
+from ..errors import DataError
+from .dataset import Dataset
+
+__all__ = ["read_bigquery_export", "WorkbenchWarning", "TRUE_STRINGS", "FALSE_STRINGS"]
+
+TRUE_STRINGS = frozenset({"true", "t", "yes", "y", "1"})
+FALSE_STRINGS = frozenset({"false", "f", "no", "n", "0"})
+NUMERIC_KINDS = frozenset({"int", "float", "decimal", "bool"})
+TEMPORAL_KINDS = frozenset({"timestamp", "date", "time"})
+
+
+class WorkbenchWarning(UserWarning):
+    """Something the reader changed or left out that the user should know about."""
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    kind: str  # int | float | decimal | bool | timestamp | date | time | nested
+    dtype: str  # pandas dtype written to the frame
+
+
+def read_bigquery_export(
+    path: str | os.PathLike | list,
+    target: str,
+    *,
+    drop: list[str] | tuple[str, ...] = (),
+    positive=None,
+    keep_nested: bool = False,
+    partition_size: str | int = "128MiB",
+    storage_options: dict | None = None,
+) -> Dataset:
+    """Open a BigQuery Parquet export as a lazy, normalised :class:`Dataset`.
+
+    Parameters
+    ----------
+    path
+        A file, a glob (``exports/btc-*.parquet``), a directory of shards, or a list of these;
+        fsspec URLs (``gs://``, ``s3://``) work when the matching fsspec package is installed.
+    target
+        The label column. BOOL, INT64 and STRING labels become int8 0/1.
+    drop
+        Columns never to read (ids, leaky columns).
+    positive
+        The label value of the positive class. Default: ``True`` / ``1`` / ``"true"``, ``"yes"``…
+    keep_nested
+        Keep REPEATED and STRUCT columns in the frame (never as features) instead of dropping them.
+    partition_size
+        Target uncompressed size of one partition; whole row groups of one shard are combined.
+    storage_options
+        Passed to fsspec (credentials, endpoint URLs).
+    """
+    fs, files = _expand(path, storage_options or {})
+    footers = _read_footers(fs, files)
+    schema = _check_schemas(files, footers)
+    drop = list(drop)
+    missing = [c for c in drop if c not in schema.names]
+    if missing:
+        raise DataError(f"cannot drop {missing}: not columns of the export", f"columns are: {_names(schema.names)}")
+    if target not in schema.names:
+        raise DataError(
+            f"target column {target!r} is not in the export",
+            f"pass the label column as target (columns are: {_names(schema.names)})",
+        )
+    if target in drop:
+        raise DataError(f"target column {target!r} is also listed in drop", "remove it from drop")
+
+    null_counts, total_rows = _null_counts(footers, schema.names)
+    columns, excluded, unknown_nulls = _plan_columns(schema, footers, target, drop, keep_nested, null_counts, total_rows)
+    nested = [name for name, why in excluded.items() if why.startswith("REPEATED/STRUCT")]
+    if nested:
+        warnings.warn(
+            f"dropping REPEATED/STRUCT columns {nested}: they cannot be model features "
+            "(pass keep_nested=True to keep them in the frame)",
+            WorkbenchWarning,
+            stacklevel=2,
+        )
+    target_kind = _kind(schema.field(target).type)
+    if target_kind not in {"bool", "int", "float", "decimal", "string"}:
+        raise DataError(
+            f"target column {target!r} has type {schema.field(target).type}, not BOOL, INT64 or STRING",
+            "choose a label column of one of those types",
+        )
+
+    parts, keys = _plan_partitions(files, footers, [c.name for c in columns] + [target], parse_bytes(partition_size))
+    reader = _PartitionReader(fs, tuple(columns), target, positive, target_kind)
+    frame = dd.from_map(reader, parts, meta=reader.meta(), label="read-bigquery-export", enforce_metadata=False)
+    if unknown_nulls:
+        # Shards written without statistics: one pass over just those columns, on the workers.
+        non_null = frame[unknown_nulls].count().compute()
+        empty = [name for name in unknown_nulls if non_null[name] == 0]
+        if empty:
+            excluded.update({name: "all values null" for name in empty})
+            columns = [c for c in columns if c.name not in empty]
+            reader = _PartitionReader(fs, tuple(columns), target, positive, target_kind)
+            frame = dd.from_map(reader, parts, meta=reader.meta(), label="read-bigquery-export", enforce_metadata=False)
+    features = tuple(c.name for c in columns if c.kind != "nested")
+    info = {
+        "source": [str(p) for p in (path if isinstance(path, list) else [path])],
+        "files": len(files),
+        "rows_in_files": total_rows,
+        "rows_with_null_target": int(null_counts.get(target, 0) or 0),
+        "excluded": excluded,
+        "conversions": {c.name: f"{c.kind} -> {c.dtype}" for c in columns if c.kind not in {"int", "float"}},
+        "target_kind": target_kind,
+    }
+    return Dataset(frame=frame, target=target, features=features, partition_keys=tuple(keys), info=info)
+
+
+def _names(names, limit: int = 12) -> str:
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _expand(path, storage_options: dict):
+    paths = [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else [os.fspath(path)]
+    fs, _ = fsspec.core.url_to_fs(paths[0], **storage_options)
+    files: list[str] = []
+    for p in paths:
+        try:
+            if fs.isdir(p):
+                found = [f for f in fs.find(p) if not os.path.basename(f).startswith(("_", "."))]
+            else:
+                found = fs.glob(p) if any(ch in p for ch in "*?[") else ([p] if fs.exists(p) else [])
+        except (PermissionError, OSError) as exc:
+            raise DataError(f"cannot list {p!r}: {exc}", "check the path and your credentials") from None
+        files.extend(f for f in found if not fs.isdir(f))
+    if not files:
+        raise DataError(
+            f"no Parquet files found at {', '.join(repr(p) for p in paths)}",
+            "check the path; a file, a glob like 'exports/btc-*.parquet' or a directory of shards is accepted",
+        )
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol not in ("file", "local"):
+        files = [fs.unstrip_protocol(f) if "://" not in f else f for f in files]
+    return fs, sorted(set(files))
+
+
+def _open(fs, path: str):
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return path if protocol in ("file", "local") else fs.open(path, "rb")
+
+
+def _read_footer(fs, path: str) -> pq.FileMetaData:
+    try:
+        return pq.read_metadata(_open(fs, path))
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        raise DataError(
+            f"{os.path.basename(path)} is not a readable Parquet file ({str(exc).splitlines()[0]})",
+            "re-export or remove the file (a truncated upload is the usual cause)",
+        ) from None
+
+
+def _read_footers(fs, files: list[str]) -> list[pq.FileMetaData]:
+    with ThreadPoolExecutor(max_workers=min(16, len(files))) as pool:
+        return list(pool.map(lambda f: _read_footer(fs, f), files))
+
+
+def _kind(t: pa.DataType) -> str:
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_decimal(t):
+        return "decimal"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_time(t):
+        return "time"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "binary"
+    if pa.types.is_null(t):
+        return "null"
+    if pa.types.is_nested(t) or pa.types.is_dictionary(t):
+        return "nested"
+    return "other"
+
+
+def _check_schemas(files: list[str], footers: list[pq.FileMetaData]) -> pa.Schema:
+    """The common schema of all shards; shards that differ are named, compatible numeric types unified."""
+    base_name = os.path.basename(files[0])
+    base = footers[0].schema.to_arrow_schema()
+    unified = {f.name: f.type for f in base}
+    for path, footer in zip(files[1:], footers[1:]):
+        name = os.path.basename(path)
+        schema = footer.schema.to_arrow_schema()
+        missing = [c for c in base.names if c not in schema.names]
+        extra = [c for c in schema.names if c not in base.names]
+        if missing or extra:
+            what = "; ".join(
+                s for s in (missing and f"lacks {missing}", extra and f"has extra {extra}") if s
+            )
+            raise DataError(
+                f"shard {name} {what} compared with {base_name}",
+                "re-export the table in one job, or drop the differing columns with drop=",
+            )
+        for field in schema:
+            have, want = field.type, unified[field.name]
+            if have.equals(want):
+                continue
+            k_have, k_want = _kind(have), _kind(want)
+            if "null" in (k_have, k_want):
+                unified[field.name] = want if k_have == "null" else have
+            elif k_have in NUMERIC_KINDS and k_want in NUMERIC_KINDS:
+                warnings.warn(
+                    f"column {field.name!r} is {have} in {name} but {want} in {base_name}; both are read as float64",
+                    WorkbenchWarning,
+                    stacklevel=3,
+                )
+                unified[field.name] = pa.float64()
+            elif k_have != k_want:
+                raise DataError(
+                    f"column {field.name!r} is {have} in shard {name} but {want} in {base_name}",
+                    "re-export the table in one job, or drop the column with drop=",
+                )
+    return pa.schema([pa.field(n, t) for n, t in unified.items()])
+
+
+def _null_counts(footers: list[pq.FileMetaData], names: list[str]) -> tuple[dict[str, int | None], int]:
+    """Null count per top-level column from row-group statistics (None where statistics are missing)."""
+    counts: dict[str, int | None] = {}
+    total = sum(f.num_rows for f in footers)
+    for name in names:
+        n = 0
+        for footer in footers:
+            index = _leaf_index(footer, name)
+            if index is None:
+                n = None
+                break
+            for rg in range(footer.num_row_groups):
+                stats = footer.row_group(rg).column(index).statistics
+                if stats is None or not stats.has_null_count:
+                    n = None
+                    break
+                n += stats.null_count
+            if n is None:
+                break
+        counts[name] = n
+    return counts, total
+
+
+def _leaf_index(footer: pq.FileMetaData, name: str) -> int | None:
+    """Column-chunk index of a flat top-level column (None for nested ones)."""
+    for i in range(footer.num_columns):
+        if footer.schema.column(i).path == name:
+            return i
+    return None
+
+
+def _plan_columns(schema, footers, target, drop, keep_nested, null_counts, total_rows):
+    columns: list[_Column] = []
+    excluded: dict[str, str] = {}
+    unknown_nulls: list[str] = []
+    for field in schema:
+        name, kind = field.name, _kind(field.type)
+        if name == target:
+            continue
+        if name in drop:
+            excluded[name] = "dropped by request"
+        elif kind in ("string", "binary"):
+            excluded[name] = f"{kind} (id/text column, not a feature)"
+        elif kind == "nested":
+            if keep_nested:
+                columns.append(_Column(name, "nested", "object"))
+            else:
+                excluded[name] = "REPEATED/STRUCT (not a feature)"
+        elif kind == "null" or (null_counts.get(name) is not None and null_counts[name] == total_rows):
+            excluded[name] = "all values null"
+        elif kind in NUMERIC_KINDS or kind in TEMPORAL_KINDS:
+            nulls = null_counts.get(name)
+            if nulls is None:
+                unknown_nulls.append(name)
+            if kind == "int" and nulls == 0:
+                dtype = "int64"
+            elif kind == "bool" and nulls == 0:
+                dtype = "int8"
+            else:
+                dtype = "float64"
+            columns.append(_Column(name, kind, dtype))
+        else:
+            excluded[name] = f"unsupported type {field.type}"
+    return columns, excluded, unknown_nulls
+
+
+def _plan_partitions(files, footers, columns, partition_bytes):
+    parts, keys = [], []
+    wanted = set(columns)
+    for path, footer in zip(files, footers):
+        leaves = [i for i in range(footer.num_columns) if footer.schema.column(i).path.split(".")[0] in wanted]
+        group: list[int] = []
+        size = 0
+        for rg in range(footer.num_row_groups):
+            meta = footer.row_group(rg)
+            if meta.num_rows == 0:
+                continue
+            rg_size = sum(meta.column(i).total_uncompressed_size for i in leaves)
+            if group and size + rg_size > partition_bytes:
+                parts.append((path, tuple(group)))
+                group, size = [], 0
+            group.append(rg)
+            size += rg_size
+        if group:
+            parts.append((path, tuple(group)))
+    for path, groups in parts:
+        keys.append(f"{os.path.basename(path)}:{groups[0]}-{groups[-1]}")
+    if not parts:
+        raise DataError("the export holds no rows", "check that the export query returned data")
+    return parts, keys
+
+
+class _PartitionReader:
+    """Reads some row groups of one shard and normalises them (runs on the workers)."""
+
+    def __init__(self, fs, columns: tuple[_Column, ...], target: str, positive, target_kind: str):
+        self.fs = fs
+        self.columns = columns
+        self.target = target
+        self.positive = positive
+        self.target_kind = target_kind
+
+    def meta(self) -> pd.DataFrame:
+        data = {c.name: pd.Series([], dtype=c.dtype) for c in self.columns}
+        data[self.target] = pd.Series([], dtype="int8")
+        return pd.DataFrame(data)
+
+    def __call__(self, part, columns=None) -> pd.DataFrame:
+        path, row_groups = part
+        wanted = [c for c in self.columns if columns is None or c.name in columns]
+        read = [c.name for c in wanted] + [self.target]
+        try:
+            table = pq.ParquetFile(_open(self.fs, path)).read_row_groups(list(row_groups), columns=read)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(
+                f"{os.path.basename(path)} is corrupt ({str(exc).splitlines()[0]})",
+                "re-export or remove the file",
+            ) from None
+        label = table.column(self.target)
+        keep = pc.is_valid(label)
+        if label.null_count:
+            table = table.filter(keep)
+            label = table.column(self.target)
+        out = {c.name: _to_pandas(table.column(c.name), c) for c in wanted}
+        out[self.target] = _target_to_01(label, self.target_kind, self.positive)
+        frame = pd.DataFrame(out)
+        order = [c.name for c in wanted] + [self.target]
+        if columns is not None:
+            order = [c for c in order if c in columns]
+        return frame[order]
+
+
+def _to_pandas(col: pa.ChunkedArray, c: _Column):
+    kind = _kind(col.type)
+    if c.kind == "nested":
+        return col.to_pandas()
+    if kind == "timestamp":
+        seconds = pc.divide(pc.cast(pc.cast(col, pa.timestamp("us", tz=col.type.tz)), pa.int64()), 1e6)
+        return seconds.to_numpy(zero_copy_only=False).astype("float64")
+    if kind == "date":
+        days = pc.cast(pc.cast(col, pa.date32()), pa.int32())
+        return pc.multiply(pc.cast(days, pa.float64()), 86400.0).to_numpy(zero_copy_only=False)
+    if kind == "time":
+        micros = pc.cast(pc.cast(col, pa.time64("us")), pa.int64())
+        return pc.divide(pc.cast(micros, pa.float64()), 1e6).to_numpy(zero_copy_only=False)
+    if kind == "null":
+        return np.full(len(col), np.nan)
+    if c.dtype == "float64":
+        return pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    return pc.cast(col, pa.from_numpy_dtype(np.dtype(c.dtype))).to_numpy(zero_copy_only=False)
+
+
+def _target_to_01(label: pa.ChunkedArray, kind: str, positive) -> np.ndarray:
+    """int8 labels: 1 positive, 0 negative, -1 a value that is neither (reported by the sampler)."""
+    if kind == "bool":
+        values = label.to_numpy(zero_copy_only=False).astype(bool)
+        return (values == bool(positive if positive is not None else True)).astype("int8")
+    if kind == "string":
+        lowered = np.asarray(pc.utf8_lower(pc.utf8_trim_whitespace(label)).to_numpy(zero_copy_only=False), dtype=object)
+        if positive is not None:
+            return (lowered == str(positive).lower()).astype("int8")
+        out = np.full(len(lowered), -1, dtype="int8")
+        out[np.isin(lowered, list(TRUE_STRINGS))] = 1
+        out[np.isin(lowered, list(FALSE_STRINGS))] = 0
+        return out
+    values = pc.cast(label, pa.float64()).to_numpy(zero_copy_only=False)
+    if positive is not None:
+        return (values == float(positive)).astype("int8")
+    out = np.full(len(values), -1, dtype="int8")
+    out[values == 1] = 1
+    out[values == 0] = 0
+    return out

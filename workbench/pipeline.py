@@ -1,0 +1,198 @@
+"""One declarative pipeline run: cluster → data → split → RUS → train → exact metrics → run store."""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import dask.config
+
+from .cluster import cluster as open_cluster
+from .cluster import cluster_summary, describe
+from .config import PipelineSpec, load_pipeline
+from .data.bigquery import read_bigquery_export
+from .data.dataset import Dataset
+from .runs import RunRecord, RunStore
+from .sampling import split, undersample
+from .train.xgb import XGBoostResult, train_xgboost
+
+__all__ = ["PipelineResult", "run_pipeline", "versions", "runs_directory"]
+
+_PACKAGES = ("workbench", "dask", "distributed", "dask-ml", "xgboost-cpu", "xgboost", "scikit-learn",
+             "pandas", "pyarrow", "numpy")
+
+
+@dataclass
+class PipelineResult:
+    record: RunRecord
+    model: XGBoostResult
+    train: Dataset
+    test: Dataset
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def runs_directory(spec: PipelineSpec | None = None, override: str | os.PathLike | None = None) -> Path:
+    return Path(override or (spec and spec.runs_dir) or dask.config.get("workbench.runs.dir"))
+
+
+def run_pipeline(
+    spec: PipelineSpec | str | os.PathLike,
+    *,
+    client=None,
+    cluster: str | os.PathLike | None = None,
+    workers: int | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> PipelineResult:
+    """Run a pipeline file (or spec) end to end and record it in the run store.
+
+    ``cluster`` overrides the profile the file names; with ``client`` the run uses that cluster.
+    """
+    if not isinstance(spec, PipelineSpec):
+        spec = load_pipeline(spec)
+    say = progress or (lambda message: None)
+    profile = cluster or spec.cluster
+    describe(profile, workers=workers)  # validates the profile before anything starts
+    context = nullcontext(client) if client is not None else open_cluster(profile, workers=workers)
+    started = time.perf_counter()
+    with context as client:
+        info = cluster_summary(client)
+        say(f"cluster: {info['workers']} worker(s), {info['threads']} thread(s), dashboard {info['dashboard']}")
+        store = RunStore(runs_directory(spec, runs_dir))
+        seeds = {"split": spec.split.seed, "sampling": spec.sampling.seed, "model": spec.model.seed}
+        with store.start(
+            spec.name,
+            spec=spec.model_dump(mode="json"),
+            seeds=seeds,
+            versions=versions(),
+            cluster={"profile": str(profile), **{k: v for k, v in info.items() if k != "dashboard"}},
+        ) as run:
+            result = _run(spec, client, run, say)
+            record = run.succeed(result.model.metrics.to_dict())
+    say(f"done in {time.perf_counter() - started:.1f}s")
+    return PipelineResult(record=record, model=result.model, train=result.train, test=result.test)
+
+
+def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
+    timings = {}
+
+    def timed(phase: str, seconds: float) -> None:
+        timings[phase] = seconds
+        run.log_timing(phase, seconds)
+
+    data_spec = spec.data
+    if data_spec.synth is not None:
+        _ensure_synthetic(data_spec, client, say)
+
+    t = time.perf_counter()
+    partition_size = data_spec.partition_size or dask.config.get("workbench.read.partition_size")
+    data = read_bigquery_export(
+        data_spec.path, data_spec.target, drop=data_spec.drop, positive=data_spec.positive,
+        keep_nested=data_spec.keep_nested, partition_size=partition_size,
+        storage_options=data_spec.storage_options,
+    )
+    persisted = _should_persist(data, data_spec.persist, client)
+    if persisted:
+        data = data.persist(client)
+    timed("read", time.perf_counter() - t)
+    excluded = data.info["excluded"]
+    say(
+        f"read: {data.info['files']} shard(s), {data.info['rows_in_files']:,} rows, {len(data.features)} features, "
+        f"{data.npartitions} partitions{' (persisted in worker memory)' if persisted else ''}"
+        + (f"; not features: {', '.join(excluded)}" if excluded else "")
+    )
+
+    t = time.perf_counter()
+    train, test = split(data, spec.split.test_size, seed=spec.split.seed)
+    valid = None
+    if spec.split.validation_size:
+        train, valid = split(train, spec.split.validation_size, seed=spec.split.seed)
+    timed("split", time.perf_counter() - t)
+    say(
+        f"split: train {train.n_rows:,} ({train.n_positive:,} positive), "
+        + (f"valid {valid.n_rows:,}, " if valid is not None else "")
+        + f"test {test.n_rows:,} ({test.n_positive:,} positive)"
+    )
+
+    t = time.perf_counter()
+    sampled = undersample(train, spec.sampling.ratio, seed=spec.sampling.seed)
+    timed("rus", time.perf_counter() - t)
+    before = _ratio(train)
+    after = _ratio(sampled)
+    say(f"rus: {spec.sampling.ratio or 'none'}: {train.n_rows:,} -> {sampled.n_rows:,} rows, class ratio {before} -> {after}")
+
+    run.log_data(
+        rows_in_files=data.info["rows_in_files"],
+        rows_with_null_target=data.info["rows_with_null_target"],
+        features=list(data.features),
+        excluded=excluded,
+        persisted=persisted,
+        train={"rows": train.n_rows, "positive": train.n_positive},
+        valid=None if valid is None else {"rows": valid.n_rows, "positive": valid.n_positive},
+        test={"rows": test.n_rows, "positive": test.n_positive},
+        sampled={"rows": sampled.n_rows, "positive": sampled.n_positive},
+        class_ratio={"before": before, "after": after},
+    )
+
+    model = spec.model
+    say(f"train: xgboost, up to {model.num_boost_round} rounds"
+        + (f", early stopping after {model.early_stopping_rounds}" if model.early_stopping_rounds else ""))
+    result = train_xgboost(
+        sampled, test, valid=valid, params=model.params, num_boost_round=model.num_boost_round,
+        early_stopping_rounds=model.early_stopping_rounds if valid is not None else None,
+        scale_pos_weight=model.scale_pos_weight, seed=model.seed, threshold=spec.metrics.threshold,
+        correct_probabilities=spec.sampling.correct_probabilities, client=client,
+        on_phase=lambda phase, seconds: (timed(phase, seconds), say(f"{phase}: {seconds:.1f}s")),
+    )
+    run.log_history(result.history)
+    run.log_data(best_iteration=result.best_iteration, boosted_rounds=result.num_boosted_rounds)
+    run.save_artifact("model", "model.json", lambda path: result.booster.save_model(str(path)))
+    return PipelineResult(record=None, model=result, train=sampled, test=test)
+
+
+def _ratio(data: Dataset) -> str:
+    pos, neg = data.n_positive, data.n_negative
+    minority, majority = sorted((pos, neg))
+    return f"1:{majority / minority:.1f}" if minority else "1:inf"
+
+
+def _should_persist(data: Dataset, persist, client) -> bool:
+    if persist != "auto":
+        return bool(persist)
+    memory = cluster_summary(client)["memory_limit"]
+    estimate = data.info["rows_in_files"] * (8 * len(data.features) + 1)
+    return bool(memory) and estimate < dask.config.get("workbench.persist.memory_fraction") * memory
+
+
+def _ensure_synthetic(data_spec, client, say) -> None:
+    paths = data_spec.path if isinstance(data_spec.path, list) else [data_spec.path]
+    if any(glob.glob(p) if glob.has_magic(p) else Path(p).exists() for p in paths):
+        return
+    target = Path(paths[0])
+    directory = target.parent if glob.has_magic(paths[0]) or target.suffix == ".parquet" else target
+    from .data.synth import synth_bitcoin_export
+
+    synth = data_spec.synth
+    say(f"data: no files at {paths[0]}; generating a synthetic export of {synth.rows:,} rows in {directory}/")
+    t = time.perf_counter()
+    files = synth_bitcoin_export(
+        directory, synth.rows, positive_rate=synth.positive_rate, signal=synth.signal, seed=synth.seed,
+        rows_per_shard=synth.rows_per_shard, table=synth.table, client=client,
+    )
+    say(f"data: wrote {len(files)} shard(s) in {time.perf_counter() - t:.1f}s")

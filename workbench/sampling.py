@@ -1,0 +1,181 @@
+"""Stratified train/test split and random under-sampling (RUS), exact and out-of-core.
+
+Both work in two steps. First the client learns how many rows of each class every partition holds
+(one pass over the target column, or none when the counts are already known), and draws how many
+rows to take from each partition with a multivariate hypergeometric draw: exactly the distribution
+of the per-partition counts of a uniform random subset of the whole dataset. Then each worker picks
+that many rows of its partition uniformly at random. The result is an exact-size, uniformly random,
+reproducible selection, and no row ever travels to the client.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+
+import numpy as np
+import pandas as pd
+
+from .data.dataset import Dataset
+from .errors import DataError, SamplingError
+
+__all__ = ["class_counts", "split", "undersample", "parse_ratio"]
+
+_RATIO = re.compile(r"^\s*1\s*:\s*(\d+(?:\.\d+)?)\s*$")
+
+
+def parse_ratio(ratio: str | float) -> float:
+    """Majority rows to keep per minority row.
+
+    ``"1:10"`` keeps ten majority rows per minority row. A float is imbalanced-learn's
+    ``sampling_strategy``: the wanted minority/majority ratio after sampling (``0.1`` == ``"1:10"``).
+
+    >>> parse_ratio("1:10"), parse_ratio(0.5)
+    (10.0, 2.0)
+    """
+    if isinstance(ratio, bool):
+        raise SamplingError(f"ratio {ratio!r} is not a ratio", "write it as '1:k' (e.g. '1:10') or a float in (0, 1]")
+    if isinstance(ratio, (int, float)):
+        if not 0 < ratio <= 1:
+            raise SamplingError(
+                f"ratio {ratio!r} is outside (0, 1]",
+                "a float is the minority/majority ratio after sampling, e.g. 0.1 for '1:10'",
+            )
+        return 1.0 / float(ratio)
+    match = _RATIO.match(str(ratio))
+    if not match or float(match.group(1)) <= 0:
+        raise SamplingError(f"ratio {ratio!r} is not of the form '1:k'", "write it as '1:k' with k > 0, e.g. '1:10'")
+    return float(match.group(1))
+
+
+def class_counts(data: Dataset) -> np.ndarray:
+    """Negatives and positives per partition, ``(npartitions, 2)``: one pass over the target column."""
+    if data.class_counts is not None:
+        return data.class_counts
+    meta = pd.DataFrame({"neg": pd.Series([], dtype="int64"), "pos": pd.Series([], dtype="int64"),
+                         "other": pd.Series([], dtype="int64")})
+    table = data.y.map_partitions(_count_labels, meta=meta).compute()
+    if table["other"].sum():
+        raise DataError(
+            f"target {data.target!r} has {int(table['other'].sum()):,} values that are neither positive nor negative",
+            "name the positive class with positive= (data.positive in a pipeline file)",
+        )
+    return table[["neg", "pos"]].to_numpy(dtype="int64")
+
+
+def _count_labels(y: pd.Series) -> pd.DataFrame:
+    values = y.to_numpy()
+    return pd.DataFrame(
+        {"neg": [int((values == 0).sum())], "pos": [int((values == 1).sum())], "other": [int((values < 0).sum())]}
+    )
+
+
+def _require_two_classes(data: Dataset, counts: np.ndarray) -> None:
+    totals = counts.sum(axis=0)
+    if totals.min() == 0:
+        only = "positive" if totals[0] == 0 else "negative"
+        raise SamplingError(
+            f"target {data.target!r} has one class only: all {int(totals.sum()):,} rows are {only}",
+            "check the target column and the export query",
+        )
+
+
+def split(data: Dataset, test_size: float = 0.2, *, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Stratified split into ``(train, test)`` with exact per-class sizes.
+
+    The test set keeps the natural class ratio: ``round(test_size * n_c)`` rows of each class ``c``
+    (at least one, and at least one left for training). The same seed selects the same rows
+    whatever the number of workers.
+    """
+    if not isinstance(test_size, (int, float)) or not 0 < test_size < 1:
+        raise SamplingError(f"test_size {test_size!r} is outside (0, 1)", "give the test fraction, e.g. 0.2")
+    counts = class_counts(data)
+    _require_two_classes(data, counts)
+    totals = counts.sum(axis=0)
+    if totals.min() < 2:
+        raise SamplingError(
+            f"the minority class has {int(totals.min())} row; a split needs at least 2",
+            "use more data",
+        )
+    wanted = np.clip(np.rint(test_size * totals).astype("int64"), 1, totals - 1)
+    test_counts = np.stack(
+        [_allocate(counts[:, c], int(wanted[c]), [seed, zlib.crc32(b"split"), c]) for c in (0, 1)], axis=1
+    )
+    train_counts = counts - test_counts
+    seeds = [data.partition_seed(seed, "split", i) for i in range(data.npartitions)]
+    test = data.frame.map_partitions(_select, data.target, test_counts, seeds, True, meta=data.frame._meta)
+    train = data.frame.map_partitions(_select, data.target, test_counts, seeds, False, meta=data.frame._meta)
+    note = {"test_size": test_size, "seed": seed}
+    return data.with_frame(train, train_counts, split=note), data.with_frame(test, test_counts, split=note)
+
+
+def undersample(data: Dataset, ratio: str | float | None = "1:1", *, seed: int = 0) -> Dataset:
+    """Random under-sampling: every minority row and ``k`` majority rows per minority row.
+
+    ``ratio`` is ``"1:k"`` or imbalanced-learn's float ``sampling_strategy``; ``None`` returns
+    ``data`` unchanged. Raises :class:`SamplingError` when the data has fewer majority rows than
+    the ratio needs.
+    """
+    if ratio is None:
+        return data
+    k = parse_ratio(ratio)
+    counts = class_counts(data)
+    _require_two_classes(data, counts)
+    totals = counts.sum(axis=0)
+    minority = 1 if totals[1] <= totals[0] else 0
+    majority = 1 - minority
+    n_min, n_maj = int(totals[minority]), int(totals[majority])
+    wanted = int(round(k * n_min))
+    if wanted > n_maj:
+        best = math.floor(n_maj / n_min) if n_min else 0
+        raise SamplingError(
+            f"ratio {ratio} needs {wanted:,} majority rows but only {n_maj:,} are available "
+            f"(minority: {n_min:,})",
+            f"choose a ratio of at most 1:{best}" if best >= 1 else "use more data",
+        )
+    kept = _allocate(counts[:, majority], wanted, [seed, zlib.crc32(b"undersample")])
+    selected = np.zeros_like(counts)
+    selected[:, majority] = kept
+    seeds = [data.partition_seed(seed, "undersample", i) for i in range(data.npartitions)]
+    frame = data.frame.map_partitions(_keep_majority_sample, data.target, majority, kept, seeds, meta=data.frame._meta)
+    new_counts = counts.copy()
+    new_counts[:, majority] = kept
+    note = {"ratio": str(ratio), "seed": seed, "majority_class": majority, "kept_majority_fraction": wanted / n_maj,
+            "before": {"negative": int(totals[0]), "positive": int(totals[1])}}
+    return data.with_frame(frame, new_counts, undersample=note)
+
+
+def _allocate(per_partition: np.ndarray, total: int, seed) -> np.ndarray:
+    """How many of ``total`` uniformly chosen rows fall in each partition."""
+    rng = np.random.default_rng(seed)
+    return rng.multivariate_hypergeometric(per_partition.astype("int64"), total, method="marginals")
+
+
+def _chosen_rows(labels: np.ndarray, cls: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    positions = np.flatnonzero(labels == cls)
+    if k > len(positions):
+        raise SamplingError(
+            f"partition holds {len(positions)} rows of class {cls} but {k} were planned",
+            "the data changed while it was being sampled; persist it or re-run",
+        )
+    return positions[rng.choice(len(positions), size=k, replace=False)] if k else positions[:0]
+
+
+def _select(df: pd.DataFrame, target, test_counts, seeds, chosen: bool, partition_info=None) -> pd.DataFrame:
+    i = partition_info["number"]
+    rng = np.random.default_rng(seeds[i])
+    labels = df[target].to_numpy()
+    mask = np.zeros(len(df), dtype=bool)
+    for cls in (0, 1):
+        mask[_chosen_rows(labels, cls, int(test_counts[i, cls]), rng)] = True
+    return df[mask if chosen else ~mask]
+
+
+def _keep_majority_sample(df: pd.DataFrame, target, majority, kept, seeds, partition_info=None) -> pd.DataFrame:
+    i = partition_info["number"]
+    rng = np.random.default_rng(seeds[i])
+    labels = df[target].to_numpy()
+    mask = labels != majority
+    mask[_chosen_rows(labels, majority, int(kept[i]), rng)] = True
+    return df[mask]
