@@ -319,20 +319,21 @@ def _plan_partitions(files, footers, columns, partition_bytes):
     for path, footer in zip(files, footers):
         leaves = [i for i in range(footer.num_columns) if footer.schema.column(i).path.split(".")[0] in wanted]
         group: list[int] = []
-        size = 0
+        size = first_row = row = 0
         for rg in range(footer.num_row_groups):
             meta = footer.row_group(rg)
             if meta.num_rows == 0:
                 continue
             rg_size = sum(meta.column(i).total_uncompressed_size for i in leaves)
             if group and size + rg_size > partition_bytes:
-                parts.append((path, tuple(group)))
-                group, size = [], 0
+                parts.append((path, tuple(group), first_row))
+                group, size, first_row = [], 0, row
             group.append(rg)
             size += rg_size
+            row += meta.num_rows
         if group:
-            parts.append((path, tuple(group)))
-    for path, groups in parts:
+            parts.append((path, tuple(group), first_row))
+    for path, groups, _ in parts:
         keys.append(f"{os.path.basename(path)}:{groups[0]}-{groups[-1]}")
     if not parts:
         raise DataError("the export holds no rows", "check that the export query returned data")
@@ -352,10 +353,10 @@ class _PartitionReader:
     def meta(self) -> pd.DataFrame:
         data = {c.name: pd.Series([], dtype=c.dtype) for c in self.columns}
         data[self.target] = pd.Series([], dtype="int8")
-        return pd.DataFrame(data)
+        return pd.DataFrame(data, index=pd.RangeIndex(0, name="row"))
 
     def __call__(self, part, columns=None) -> pd.DataFrame:
-        path, row_groups = part
+        path, row_groups, first_row = part
         wanted = [c for c in self.columns if columns is None or c.name in columns]
         read = [c.name for c in wanted] + [self.target]
         try:
@@ -365,14 +366,17 @@ class _PartitionReader:
                 f"{os.path.basename(path)} is corrupt ({str(exc).splitlines()[0]})",
                 "re-export or remove the file",
             ) from None
+        # The index is each row's position in its shard, so results can be joined back to the source.
+        index = pd.RangeIndex(first_row, first_row + table.num_rows, name="row")
         label = table.column(self.target)
-        keep = pc.is_valid(label)
         if label.null_count:
+            keep = pc.is_valid(label)
             table = table.filter(keep)
+            index = index[keep.to_numpy(zero_copy_only=False)]
             label = table.column(self.target)
         out = {c.name: _to_pandas(table.column(c.name), c) for c in wanted}
         out[self.target] = _target_to_01(label, self.target_kind, self.positive)
-        frame = pd.DataFrame(out)
+        frame = pd.DataFrame(out, index=index)
         order = [c.name for c in wanted] + [self.target]
         if columns is not None:
             order = [c for c in order if c in columns]
