@@ -36,16 +36,22 @@ WorkersOption = Annotated[Optional[int], typer.Option("--workers", "-w", help="N
 RunsDirOption = Annotated[Optional[Path], typer.Option("--runs-dir", help="Run store directory (default: ./runs).")]
 
 
-@app.callback()
-def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)] = False,
-):
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from .pipeline import versions
 
         typer.echo(" ".join(f"{k} {v}" for k, v in versions().items()))
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (accepted anywhere on the line).")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the versions and exit.", is_eager=True, callback=_print_version)
+    ] = False,
+):
+    """Out-of-core ML on Dask for imbalanced BigQuery exports."""
 
 
 def _echo_progress(started: float):
@@ -89,6 +95,8 @@ def _summary(record) -> str:
     )
     lines.append(f"  class ratio   {d['class_ratio']['before']} before RUS -> {d['class_ratio']['after']} after")
     lines.append("  timings       " + "  ".join(f"{k} {v:.1f}s" for k, v in t.items()))
+    if "best_iteration" in d:
+        lines.append(f"  model         {d['best_iteration'] + 1} trees kept (best validation round) of {d['boosted_rounds']} trained")
     lines.append(f"  ROC AUC       {m['roc_auc']:.4f}  (exact, on {m['n']:,} held-out test rows)")
     lines.append(f"  PR AUC        {m['pr_auc']:.4f}  (average precision)")
     lines.append(
@@ -156,8 +164,14 @@ def runs_list(
     for r in records:
         auc = f"{r.metrics['roc_auc']:.4f}" if "roc_auc" in r.metrics else "-"
         pr = f"{r.metrics['pr_auc']:.4f}" if "pr_auc" in r.metrics else "-"
-        total = f"{sum(r.timings.values()):.1f}" if r.timings else "-"
+        total = f"{_wall_seconds(r):.1f}" if r.finished_at else "-"
         typer.echo(f"{r.id:<22} {r.name[:18]:<18} {r.status:<10} {auc:>8} {pr:>8} {total:>8}  {r.created_at[:19]}")
+
+
+def _wall_seconds(record) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(record.finished_at) - datetime.fromisoformat(record.created_at)).total_seconds()
 
 
 @runs_app.command("show")
@@ -204,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors with exit code 2 for bad input, tracebacks only with --debug."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     warnings.showwarning = _show_warning
     command = typer.main.get_command(app)
     try:

@@ -59,12 +59,8 @@ def _validate(data, lines, source: str) -> LocalProfile:
 
 def make_cluster(profile=None, *, workers: int | None = None) -> LocalCluster:
     """Start the cluster a profile describes, with ``workers`` overriding its worker count."""
-    profile = load_profile(profile)
-    kwargs = profile.cluster_kwargs()
-    if workers is not None:
-        if workers < 1:
-            raise ClusterError(f"--workers {workers} is not a positive number", "ask for 1 or more workers")
-        kwargs["n_workers"] = workers
+    kwargs = describe(profile, workers=workers)
+    kwargs.pop("type")
     try:
         return LocalCluster(**kwargs)
     except (OSError, ValueError, TypeError) as exc:
@@ -73,11 +69,10 @@ def make_cluster(profile=None, *, workers: int | None = None) -> LocalCluster:
 
 def describe(profile=None, *, workers: int | None = None) -> dict:
     """What :func:`make_cluster` would start, without starting it."""
+    if workers is not None and workers < 1:
+        raise ClusterError(f"--workers {workers} is not a positive number", "ask for 1 or more workers")
     profile = load_profile(profile)
-    kwargs = profile.cluster_kwargs()
-    if workers is not None:
-        kwargs["n_workers"] = workers
-    return {"type": profile.type, **kwargs}
+    return {"type": profile.type, **profile.cluster_kwargs(workers)}
 
 
 @contextmanager

@@ -55,12 +55,18 @@ class LocalProfile(_Strict):
     dashboard_address: str | None = None
     local_directory: str | None = None
 
-    def cluster_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``LocalCluster``: this profile over ``workbench.cluster.local``."""
+    def cluster_kwargs(self, workers: int | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``LocalCluster``: this profile over ``workbench.cluster.local``.
+
+        Without an explicit ``threads_per_worker`` the machine's cores are shared between the
+        workers, also when ``workers`` overrides the profile's count.
+        """
         defaults = dask.config.get("workbench.cluster.local", default={}) or {}
         chosen = {k: v for k, v in self.model_dump(exclude={"type"}).items() if v is not None}
         merged = {k.replace("-", "_"): v for k, v in defaults.items()}
         merged.update(chosen)
+        if workers is not None:
+            merged["n_workers"] = workers
         if merged.get("threads_per_worker") is None:
             merged["threads_per_worker"] = max(1, (os.cpu_count() or 1) // max(1, merged.get("n_workers", 1)))
         return {k: v for k, v in merged.items() if v is not None}
@@ -86,7 +92,7 @@ class DataSpec(_Strict):
     drop: list[str] = []
     positive: bool | int | str | None = None
     keep_nested: bool = False
-    partition_size: str | None = None
+    partition_size: str | int | None = None
     storage_options: dict[str, Any] = {}
     persist: bool | Literal["auto"] = "auto"
     synth: SynthSpec | None = None
@@ -103,9 +109,14 @@ class SamplingSpec(_Strict):
     seed: int = 0
     correct_probabilities: bool = True
 
-    @field_validator("ratio")
+    @field_validator("ratio", mode="before")
     @classmethod
     def _ratio(cls, value):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+            raise ValueError(
+                f"ratio {value} is an integer: YAML reads an unquoted 1:k as a base-60 number; "
+                f'quote it, e.g. ratio: "1:10"'
+            )
         if value is not None:
             from .sampling import parse_ratio
 

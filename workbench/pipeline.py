@@ -48,6 +48,7 @@ def versions() -> dict[str, str]:
 
 
 def runs_directory(spec: PipelineSpec | None = None, override: str | os.PathLike | None = None) -> Path:
+    """``override`` (``--runs-dir``), else the pipeline's ``runs_dir``, else ``workbench.runs.dir``."""
     return Path(override or (spec and spec.runs_dir) or dask.config.get("workbench.runs.dir"))
 
 

@@ -100,7 +100,11 @@ class RunRecord:
 class RunStore:
     """The runs recorded in ``<directory>/runs.sqlite``, created by a first write, never a read."""
 
-    def __init__(self, directory: str | os.PathLike[str] = DEFAULT_DIR):
+    def __init__(self, directory: str | os.PathLike[str] | None = None):
+        if directory is None:
+            import dask.config
+
+            directory = dask.config.get("workbench.runs.dir", default=DEFAULT_DIR)
         self.directory = Path(directory)
         self._root = self.directory.absolute()
         self._ready = False

@@ -103,11 +103,16 @@ def split(data: Dataset, test_size: float = 0.2, *, seed: int = 0) -> tuple[Data
         [_allocate(counts[:, c], int(wanted[c]), [seed, zlib.crc32(b"split"), c]) for c in (0, 1)], axis=1
     )
     train_counts = counts - test_counts
-    seeds = [data.partition_seed(seed, "split", i) for i in range(data.npartitions)]
+    salt = _salt(data, "split")
+    seeds = [data.partition_seed(seed, salt, i) for i in range(data.npartitions)]
     test = data.frame.map_partitions(_select, data.target, test_counts, seeds, True, meta=data.frame._meta)
     train = data.frame.map_partitions(_select, data.target, test_counts, seeds, False, meta=data.frame._meta)
     note = {"test_size": test_size, "seed": seed}
-    return data.with_frame(train, train_counts, split=note), data.with_frame(test, test_counts, split=note)
+    lineage = (*data.info.get("lineage", ()), salt)
+    return (
+        data.with_frame(train, train_counts, split=note, lineage=(*lineage, "train")),
+        data.with_frame(test, test_counts, split=note, lineage=(*lineage, "test")),
+    )
 
 
 def undersample(data: Dataset, ratio: str | float | None = "1:1", *, seed: int = 0) -> Dataset:
@@ -137,13 +142,19 @@ def undersample(data: Dataset, ratio: str | float | None = "1:1", *, seed: int =
     kept = _allocate(counts[:, majority], wanted, [seed, zlib.crc32(b"undersample")])
     selected = np.zeros_like(counts)
     selected[:, majority] = kept
-    seeds = [data.partition_seed(seed, "undersample", i) for i in range(data.npartitions)]
+    salt = _salt(data, "undersample")
+    seeds = [data.partition_seed(seed, salt, i) for i in range(data.npartitions)]
     frame = data.frame.map_partitions(_keep_majority_sample, data.target, majority, kept, seeds, meta=data.frame._meta)
     new_counts = counts.copy()
     new_counts[:, majority] = kept
     note = {"ratio": str(ratio), "seed": seed, "majority_class": majority, "kept_majority_fraction": wanted / n_maj,
             "before": {"negative": int(totals[0]), "positive": int(totals[1])}}
-    return data.with_frame(frame, new_counts, undersample=note)
+    return data.with_frame(frame, new_counts, undersample=note, lineage=(*data.info.get("lineage", ()), salt))
+
+
+def _salt(data: Dataset, step: str) -> str:
+    """Names the step by the steps before it, so a second split draws independently of the first."""
+    return "/".join((*data.info.get("lineage", ()), step))
 
 
 def _allocate(per_partition: np.ndarray, total: int, seed) -> np.ndarray:

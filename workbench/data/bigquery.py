@@ -13,6 +13,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import dask.config
 import dask.dataframe as dd
 import fsspec
 import numpy as np
@@ -51,7 +52,7 @@ def read_bigquery_export(
     drop: list[str] | tuple[str, ...] = (),
     positive=None,
     keep_nested: bool = False,
-    partition_size: str | int = "128MiB",
+    partition_size: str | int | None = None,
     storage_options: dict | None = None,
 ) -> Dataset:
     """Open a BigQuery Parquet export as a lazy, normalised :class:`Dataset`.
@@ -71,14 +72,16 @@ def read_bigquery_export(
         Keep REPEATED and STRUCT columns in the frame (never as features) instead of dropping them.
     partition_size
         Target uncompressed size of one partition; whole row groups of one shard are combined.
+        Default: the Dask config value ``workbench.read.partition_size``.
     storage_options
         Passed to fsspec (credentials, endpoint URLs).
     """
     fs, files = _expand(path, storage_options or {})
     footers = _read_footers(fs, files)
-    schema = _check_schemas(files, footers)
     drop = list(drop)
-    missing = [c for c in drop if c not in schema.names]
+    schema = _check_schemas(files, footers, ignore=set(drop))
+    every_name = set().union(*(f.schema.to_arrow_schema().names for f in footers))
+    missing = [c for c in drop if c not in every_name]
     if missing:
         raise DataError(f"cannot drop {missing}: not columns of the export", f"columns are: {_names(schema.names)}")
     if target not in schema.names:
@@ -102,10 +105,13 @@ def read_bigquery_export(
     target_kind = _kind(schema.field(target).type)
     if target_kind not in {"bool", "int", "float", "decimal", "string"}:
         raise DataError(
-            f"target column {target!r} has type {schema.field(target).type}, not BOOL, INT64 or STRING",
+            f"target column {target!r} has type {schema.field(target).type}, not BOOL, INT64, FLOAT64, NUMERIC or STRING",
             "choose a label column of one of those types",
         )
+    if target_kind == "bool" and positive is not None and _bool_value(positive) is None:
+        raise DataError(f"positive={positive!r} is not a BOOL value for target {target!r}", "use true or false")
 
+    partition_size = partition_size or dask.config.get("workbench.read.partition_size")
     parts, keys = _plan_partitions(files, footers, [c.name for c in columns] + [target], parse_bytes(partition_size))
     reader = _PartitionReader(fs, tuple(columns), target, positive, target_kind)
     frame = dd.from_map(reader, parts, meta=reader.meta(), label="read-bigquery-export", enforce_metadata=False)
@@ -123,7 +129,7 @@ def read_bigquery_export(
         "source": [str(p) for p in (path if isinstance(path, list) else [path])],
         "files": len(files),
         "rows_in_files": total_rows,
-        "rows_with_null_target": int(null_counts.get(target, 0) or 0),
+        "rows_with_null_target": null_counts.get(target),  # None: shards without statistics
         "excluded": excluded,
         "conversions": {c.name: f"{c.kind} -> {c.dtype}" for c in columns if c.kind not in {"int", "float"}},
         "target_kind": target_kind,
@@ -139,12 +145,22 @@ def _names(names, limit: int = 12) -> str:
 
 def _expand(path, storage_options: dict):
     paths = [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else [os.fspath(path)]
-    fs, _ = fsspec.core.url_to_fs(paths[0], **storage_options)
+    try:
+        fs, _ = fsspec.core.url_to_fs(paths[0], **storage_options)
+    except ImportError as exc:
+        protocol = paths[0].split("://")[0]
+        extra = {"gs": "gcs", "gcs": "gcs", "s3": "s3"}.get(protocol)
+        fix = f"pip install 'workbench[{extra}]'" if extra else "install the fsspec package for that protocol"
+        raise DataError(f"reading {protocol}:// paths needs a package that is not installed ({exc})", fix) from None
+    except ValueError as exc:
+        raise DataError(f"cannot open {paths[0]!r}: {exc}", "check the URL and storage_options") from None
     files: list[str] = []
     for p in paths:
         try:
             if fs.isdir(p):
                 found = [f for f in fs.find(p) if not os.path.basename(f).startswith(("_", "."))]
+                parquet = [f for f in found if f.endswith(".parquet")]
+                found = parquet or found  # BigQuery shards may be exported without an extension
             else:
                 found = fs.glob(p) if any(ch in p for ch in "*?[") else ([p] if fs.exists(p) else [])
         except (PermissionError, OSError) as exc:
@@ -207,16 +223,19 @@ def _kind(t: pa.DataType) -> str:
     return "other"
 
 
-def _check_schemas(files: list[str], footers: list[pq.FileMetaData]) -> pa.Schema:
-    """The common schema of all shards; shards that differ are named, compatible numeric types unified."""
+def _check_schemas(files: list[str], footers: list[pq.FileMetaData], ignore: set[str] = frozenset()) -> pa.Schema:
+    """The common schema of all shards; shards that differ are named, compatible numeric types unified.
+
+    Columns in ``ignore`` (those the user drops) may differ freely.
+    """
     base_name = os.path.basename(files[0])
     base = footers[0].schema.to_arrow_schema()
     unified = {f.name: f.type for f in base}
     for path, footer in zip(files[1:], footers[1:]):
         name = os.path.basename(path)
         schema = footer.schema.to_arrow_schema()
-        missing = [c for c in base.names if c not in schema.names]
-        extra = [c for c in schema.names if c not in base.names]
+        missing = [c for c in base.names if c not in schema.names and c not in ignore]
+        extra = [c for c in schema.names if c not in base.names and c not in ignore]
         if missing or extra:
             what = "; ".join(
                 s for s in (missing and f"lacks {missing}", extra and f"has extra {extra}") if s
@@ -226,6 +245,8 @@ def _check_schemas(files: list[str], footers: list[pq.FileMetaData]) -> pa.Schem
                 "re-export the table in one job, or drop the differing columns with drop=",
             )
         for field in schema:
+            if field.name in ignore or field.name not in unified:
+                continue
             have, want = field.type, unified[field.name]
             if have.equals(want):
                 continue
@@ -386,7 +407,7 @@ class _PartitionReader:
 def _to_pandas(col: pa.ChunkedArray, c: _Column):
     kind = _kind(col.type)
     if c.kind == "nested":
-        return col.to_pandas()
+        return col.to_numpy(zero_copy_only=False)
     if kind == "timestamp":
         seconds = pc.divide(pc.cast(pc.cast(col, pa.timestamp("us", tz=col.type.tz)), pa.int64()), 1e6)
         return seconds.to_numpy(zero_copy_only=False).astype("float64")
@@ -403,11 +424,20 @@ def _to_pandas(col: pa.ChunkedArray, c: _Column):
     return pc.cast(col, pa.from_numpy_dtype(np.dtype(c.dtype))).to_numpy(zero_copy_only=False)
 
 
+def _bool_value(value) -> bool | None:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    return True if text in TRUE_STRINGS else False if text in FALSE_STRINGS else None
+
+
 def _target_to_01(label: pa.ChunkedArray, kind: str, positive) -> np.ndarray:
     """int8 labels: 1 positive, 0 negative, -1 a value that is neither (reported by the sampler)."""
     if kind == "bool":
         values = label.to_numpy(zero_copy_only=False).astype(bool)
-        return (values == bool(positive if positive is not None else True)).astype("int8")
+        return (values == (True if positive is None else _bool_value(positive))).astype("int8")
     if kind == "string":
         lowered = np.asarray(pc.utf8_lower(pc.utf8_trim_whitespace(label)).to_numpy(zero_copy_only=False), dtype=object)
         if positive is not None:

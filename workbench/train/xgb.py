@@ -24,8 +24,9 @@ DEFAULT_PARAMS = {
     "tree_method": "hist",
     "max_depth": 6,
     "eta": 0.1,
-    # Early stopping follows the last metric: XGBoost's own (approximate) AUC on the validation set.
-    "eval_metric": ["logloss", "aucpr", "auc"],
+    # Early stopping follows the last metric: PR AUC on the validation set, which keeps improving
+    # on rare positives long after ROC AUC has saturated.
+    "eval_metric": ["logloss", "auc", "aucpr"],
 }
 
 
@@ -36,8 +37,8 @@ class XGBoostResult:
     booster: xgb.Booster
     params: dict
     history: dict
-    best_iteration: int
-    num_boosted_rounds: int
+    best_iteration: int  # the booster holds rounds 0..best_iteration only
+    num_boosted_rounds: int  # rounds trained before early stopping picked the best
     metrics: Metrics | None
     timings: dict = field(default_factory=dict)
 
@@ -113,7 +114,11 @@ def train_xgboost(
     booster: xgb.Booster = output["booster"]
     history = {name: {metric: [float(v) for v in values] for metric, values in metrics.items()}
                for name, metrics in output["history"].items()}
-    best = int(booster.best_iteration) if early_stopping_rounds else booster.num_boosted_rounds() - 1
+    trained = booster.num_boosted_rounds()
+    best = int(booster.best_iteration) if early_stopping_rounds else trained - 1
+    if best + 1 < trained:
+        # Keep the trees up to the best round only, so the saved model predicts like the evaluated one.
+        booster = booster[: best + 1]
     phase("train", started)
 
     metrics = None
@@ -128,7 +133,7 @@ def train_xgboost(
         phase("metrics", started)
     return XGBoostResult(
         booster=booster, params=params, history=history, best_iteration=best,
-        num_boosted_rounds=booster.num_boosted_rounds(), metrics=metrics, timings=timings,
+        num_boosted_rounds=trained, metrics=metrics, timings=timings,
     )
 
 
@@ -159,4 +164,6 @@ def _predict_partition(df: pd.DataFrame, booster, features, target, iteration_ra
         scores = np.empty(0, dtype="float32")
     else:
         scores = booster.inplace_predict(df[features], iteration_range=tuple(iteration_range), validate_features=False)
-    return pd.DataFrame({"label": df[target].to_numpy(dtype="int8"), "score": np.asarray(scores, dtype="float32")})
+    return pd.DataFrame(
+        {"label": df[target].to_numpy(dtype="int8"), "score": np.asarray(scores, dtype="float32")}, index=df.index
+    )
