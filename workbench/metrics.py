@@ -86,12 +86,13 @@ def correct_probabilities(p, kept_majority_fraction: float, majority_class: int 
     """Undo the prior shift of under-sampling (Dal Pozzolo et al., 2015).
 
     With ``beta`` the fraction of majority rows kept, a probability ``p`` of the minority class
-    learned on the sample becomes ``beta * p / (beta * p - p + 1)`` on the original distribution.
+    learned on the sample becomes ``beta * p / (beta * p - p + 1)`` on the original distribution
+    (computed as ``beta * p / (beta * p + (1 - p))``, which stays within [0, 1] in floating point).
     """
     beta = float(kept_majority_fraction)
     p = np.asarray(p, dtype="float64")
     p_minority = p if majority_class == 0 else 1 - p
-    corrected = beta * p_minority / (beta * p_minority - p_minority + 1)
+    corrected = beta * p_minority / (beta * p_minority + (1 - p_minority))  # exact at 0 and 1
     return corrected if majority_class == 0 else 1 - corrected
 
 

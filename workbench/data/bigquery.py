@@ -116,14 +116,18 @@ def read_bigquery_export(
     reader = _PartitionReader(fs, tuple(columns), target, positive, target_kind)
     frame = dd.from_map(reader, parts, meta=reader.meta(), label="read-bigquery-export", enforce_metadata=False)
     if unknown_nulls:
-        # Shards written without statistics: one pass over just those columns, on the workers.
-        non_null = frame[unknown_nulls].count().compute()
-        empty = [name for name in unknown_nulls if non_null[name] == 0]
-        if empty:
-            excluded.update({name: "all values null" for name in empty})
-            columns = [c for c in columns if c.name not in empty]
-            reader = _PartitionReader(fs, tuple(columns), target, positive, target_kind)
-            frame = dd.from_map(reader, parts, meta=reader.meta(), label="read-bigquery-export", enforce_metadata=False)
+        # Shards written without statistics: one pass over just those columns, on the workers,
+        # decides which are all null and which integer columns can stay int64.
+        non_null = frame[[*unknown_nulls, target]].count().compute()
+        rows = int(non_null[target])
+        excluded.update({name: "all values null" for name in unknown_nulls if non_null[name] == 0})
+        columns = [
+            _Column(c.name, c.kind, _dtype(c.kind, rows - int(non_null[c.name]))) if c.name in unknown_nulls else c
+            for c in columns
+            if c.name not in excluded
+        ]
+        reader = _PartitionReader(fs, tuple(columns), target, positive, target_kind)
+        frame = dd.from_map(reader, parts, meta=reader.meta(), label="read-bigquery-export", enforce_metadata=False)
     features = tuple(c.name for c in columns if c.kind != "nested")
     info = {
         "source": [str(p) for p in (path if isinstance(path, list) else [path])],
@@ -313,7 +317,7 @@ def _plan_columns(schema, footers, target, drop, keep_nested, null_counts, total
             excluded[name] = f"{kind} (id/text column, not a feature)"
         elif kind == "nested":
             if keep_nested:
-                columns.append(_Column(name, "nested", "object"))
+                columns.append(_Column(name, "nested", pd.ArrowDtype(field.type)))
             else:
                 excluded[name] = "REPEATED/STRUCT (not a feature)"
         elif kind == "null" or (null_counts.get(name) is not None and null_counts[name] == total_rows):
@@ -322,16 +326,19 @@ def _plan_columns(schema, footers, target, drop, keep_nested, null_counts, total
             nulls = null_counts.get(name)
             if nulls is None:
                 unknown_nulls.append(name)
-            if kind == "int" and nulls == 0:
-                dtype = "int64"
-            elif kind == "bool" and nulls == 0:
-                dtype = "int8"
-            else:
-                dtype = "float64"
-            columns.append(_Column(name, kind, dtype))
+            columns.append(_Column(name, kind, _dtype(kind, nulls)))
         else:
             excluded[name] = f"unsupported type {field.type}"
     return columns, excluded, unknown_nulls
+
+
+def _dtype(kind: str, nulls: int | None) -> str:
+    """Feature dtype: integers and booleans stay integral unless they hold nulls (NaN needs float64)."""
+    if nulls == 0 and kind == "int":
+        return "int64"
+    if nulls == 0 and kind == "bool":
+        return "int8"
+    return "float64"
 
 
 def _plan_partitions(files, footers, columns, partition_bytes):
@@ -407,7 +414,7 @@ class _PartitionReader:
 def _to_pandas(col: pa.ChunkedArray, c: _Column):
     kind = _kind(col.type)
     if c.kind == "nested":
-        return col.to_numpy(zero_copy_only=False)
+        return pd.arrays.ArrowExtensionArray(col)
     if kind == "timestamp":
         seconds = pc.divide(pc.cast(pc.cast(col, pa.timestamp("us", tz=col.type.tz)), pa.int64()), 1e6)
         return seconds.to_numpy(zero_copy_only=False).astype("float64")
@@ -419,9 +426,42 @@ def _to_pandas(col: pa.ChunkedArray, c: _Column):
         return pc.divide(pc.cast(micros, pa.float64()), 1e6).to_numpy(zero_copy_only=False)
     if kind == "null":
         return np.full(len(col), np.nan)
+    if kind == "decimal":
+        return _decimal_to_float64(col)
     if c.dtype == "float64":
         return pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
     return pc.cast(col, pa.from_numpy_dtype(np.dtype(c.dtype))).to_numpy(zero_copy_only=False)
+
+
+def _decimal_to_float64(col: pa.ChunkedArray) -> np.ndarray:
+    """The float64 nearest to each decimal, as ``float(Decimal(...))`` gives.
+
+    Arrow's decimal-to-float cast is not correctly rounded (19.99 becomes 19.990000000000002). An
+    unscaled integer below 2**53 divided by an exact power of ten is: IEEE division of two exact
+    operands rounds correctly. Other values go through Arrow's exact decimal-to-text conversion.
+    """
+    out = np.empty(len(col), dtype="float64")
+    start = 0
+    for chunk in col.chunks:
+        out[start:start + len(chunk)] = _decimal_chunk_to_float64(chunk)
+        start += len(chunk)
+    return out
+
+
+def _decimal_chunk_to_float64(chunk: pa.Array) -> np.ndarray:
+    scale = chunk.type.scale
+    if not pa.types.is_decimal128(chunk.type) or not 0 <= scale <= 22 or len(chunk) == 0:
+        return pc.cast(pc.cast(chunk, pa.string()), pa.float64()).to_numpy(zero_copy_only=False)
+    words = np.frombuffer(chunk.buffers()[1], dtype="<i8")[2 * chunk.offset:2 * (chunk.offset + len(chunk))]
+    low, high = words[0::2], words[1::2]
+    exact = ((high == 0) & (low >= 0) & (low < 2**53)) | ((high == -1) & (low < 0) & (low > -(2**53)))
+    values = low.astype("float64") / 10.0**scale
+    if chunk.null_count:
+        exact &= chunk.is_valid().to_numpy(zero_copy_only=False)
+    if not exact.all():
+        rest = pc.cast(pc.cast(chunk.filter(pa.array(~exact)), pa.string()), pa.float64())
+        values[~exact] = rest.to_numpy(zero_copy_only=False)
+    return values
 
 
 def _bool_value(value) -> bool | None:
