@@ -8,54 +8,52 @@
 ...     sample = wb.undersample(train, ratio="1:10", seed=0)
 ...     result = wb.train_xgboost(sample, test, valid=valid, early_stopping_rounds=20)
 ...     print(result.metrics.roc_auc)
+
+Names are imported on first use, so ``import workbench`` and the ``workbench`` command stay quick.
 """
 
+from importlib import import_module
+
 from . import config as _config  # noqa: F401  (registers the workbench.* Dask config defaults)
-from .cluster import cluster, describe, load_profile, make_cluster
-from .data import Dataset, WorkbenchWarning, read_bigquery_export
 from .errors import ClusterError, ConfigError, DataError, SamplingError, WorkbenchError
-from .metrics import Metrics, correct_probabilities, evaluate
-from .pipeline import PipelineResult, run_pipeline
-from .runs import RunRecord, RunStore
-from .sampling import class_counts, parse_ratio, split, undersample
-from .train.xgb import XGBoostResult, predict_scores, train_xgboost
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ClusterError",
-    "ConfigError",
-    "DataError",
-    "Dataset",
-    "Metrics",
-    "PipelineResult",
-    "RunRecord",
-    "RunStore",
-    "SamplingError",
-    "WorkbenchError",
-    "WorkbenchWarning",
-    "XGBoostResult",
-    "class_counts",
-    "cluster",
-    "correct_probabilities",
-    "describe",
-    "evaluate",
-    "load_profile",
-    "make_cluster",
-    "parse_ratio",
-    "predict_scores",
-    "read_bigquery_export",
-    "run_pipeline",
-    "split",
-    "synth_bitcoin_export",
-    "train_xgboost",
-    "undersample",
-]
+_LAZY = {
+    "cluster": ".cluster",
+    "describe": ".cluster",
+    "load_profile": ".cluster",
+    "make_cluster": ".cluster",
+    "Dataset": ".data.dataset",
+    "WorkbenchWarning": ".data.bigquery",
+    "read_bigquery_export": ".data.bigquery",
+    "synth_bitcoin_export": ".data.synth",
+    "class_counts": ".sampling",
+    "parse_ratio": ".sampling",
+    "split": ".sampling",
+    "undersample": ".sampling",
+    "XGBoostResult": ".train.xgb",
+    "predict_scores": ".train.xgb",
+    "train_xgboost": ".train.xgb",
+    "Metrics": ".metrics",
+    "correct_probabilities": ".metrics",
+    "evaluate": ".metrics",
+    "PipelineResult": ".pipeline",
+    "run_pipeline": ".pipeline",
+    "RunRecord": ".runs",
+    "RunStore": ".runs",
+}
+
+__all__ = sorted([*_LAZY, "ClusterError", "ConfigError", "DataError", "SamplingError", "WorkbenchError"])
 
 
 def __getattr__(name):
-    if name == "synth_bitcoin_export":
-        from .data.synth import synth_bitcoin_export
-
-        return synth_bitcoin_export
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -10,7 +10,6 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from .errors import WorkbenchError
@@ -38,7 +37,7 @@ RunsDirOption = Annotated[Optional[Path], typer.Option("--runs-dir", help="Run s
 
 def _print_version(value: bool) -> None:
     if value:
-        from .pipeline import versions
+        from .runs import versions
 
         typer.echo(" ".join(f"{k} {v}" for k, v in versions().items()))
         raise typer.Exit()
@@ -152,10 +151,9 @@ def runs_list(
     ctx.obj = {"runs_dir": runs_dir}
     if ctx.invoked_subcommand is not None:
         return
-    from .pipeline import runs_directory
     from .runs import RunStore
 
-    store = RunStore(runs_directory(override=runs_dir))
+    store = RunStore(runs_dir)
     records = store.list(status=status, limit=limit)
     if not records:
         typer.echo(f"no runs recorded in {store.database}")
@@ -182,10 +180,9 @@ def runs_show(
     runs_dir: RunsDirOption = None,
 ):
     """Show one recorded run."""
-    from .pipeline import runs_directory
     from .runs import RunStore
 
-    record = RunStore(runs_directory(override=runs_dir or (ctx.obj or {}).get("runs_dir"))).get(run_id)
+    record = RunStore(runs_dir or (ctx.obj or {}).get("runs_dir")).get(run_id)
     if as_json:
         typer.echo(json.dumps(record.to_dict(), indent=2))
         return
@@ -222,15 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="workbench", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        returned = command.main(args=argv, prog_name="workbench", standalone_mode=False)
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("interrupted", err=True)
         return 130
-    except click.ClickException as exc:
+    except typer.TyperException as exc:  # usage errors: click's own message, exit code 2
         exc.show()
-        return 2
+        return getattr(exc, "exit_code", 2)
     except WorkbenchError as exc:
         if debug:
             traceback.print_exc()
@@ -245,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         typer.echo(f"error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
         return 1
-    return 0
+    return returned if isinstance(returned, int) else 0
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

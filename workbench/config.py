@@ -224,22 +224,35 @@ def _data_path(data, loc: tuple, keep_last: bool) -> tuple:
 
 def _explain(error: dict, model: type[BaseModel]) -> str:
     if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(error["loc"][-1]), _field_names(model), n=1)
-        return "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+        section = _section_model(model, error["loc"][:-1])
+        key = str(error["loc"][-1])
+        close = difflib.get_close_matches(key, list(section.model_fields), n=1) if section else []
+        if close:
+            return f"unknown key (did you mean {close[0]!r}?)"
+        home = [name for name, field in model.model_fields.items()
+                if _submodel(field.annotation) and key in _submodel(field.annotation).model_fields]
+        return "unknown key" + (f" (it belongs under {home[0]!r})" if home else "")
     if error["type"] == "missing":
         return "required key is missing"
     message = error["msg"]
     return message[len("Value error, "):] if message.startswith("Value error, ") else message
 
 
-def _field_names(model: type[BaseModel]) -> set[str]:
-    names = set()
-    for name, field in model.model_fields.items():
-        names.add(name)
-        for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                names |= _field_names(arg)
-    return names
+def _submodel(annotation) -> type[BaseModel] | None:
+    for arg in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _section_model(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The model that validates the mapping at ``loc`` (None past a list or a plain dict)."""
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = _submodel(field.annotation) if field else None
+        if model is None:
+            return None
+    return model
 
 
 def load_pipeline(path: str | os.PathLike) -> PipelineSpec:

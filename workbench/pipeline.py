@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import glob
 import os
-import platform
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import dask.config
@@ -19,14 +17,12 @@ from .cluster import cluster_summary, describe
 from .config import PipelineSpec, load_pipeline
 from .data.bigquery import read_bigquery_export
 from .data.dataset import Dataset
-from .runs import RunRecord, RunStore
+from .runs import RunRecord, RunStore, versions
 from .sampling import split, undersample
 from .train.xgb import XGBoostResult, train_xgboost
 
 __all__ = ["PipelineResult", "run_pipeline", "versions", "runs_directory"]
 
-_PACKAGES = ("workbench", "dask", "distributed", "dask-ml", "xgboost-cpu", "xgboost", "scikit-learn",
-             "pandas", "pyarrow", "numpy")
 
 
 @dataclass
@@ -35,16 +31,6 @@ class PipelineResult:
     model: XGBoostResult
     train: Dataset
     test: Dataset
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
 
 
 def runs_directory(spec: PipelineSpec | None = None, override: str | os.PathLike | None = None) -> Path:

@@ -11,6 +11,7 @@ import builtins
 import json
 import math
 import os
+import platform
 import secrets
 import shutil
 import sqlite3
@@ -20,13 +21,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
+from importlib import metadata
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["RunStore", "Run", "RunRecord", "DEFAULT_DIR"]
+__all__ = ["RunStore", "Run", "RunRecord", "DEFAULT_DIR", "versions"]
 
 DEFAULT_DIR = "runs"
 DATABASE_NAME = "runs.sqlite"
@@ -70,6 +72,20 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _SCHEMA_LOCK = threading.Lock()
+
+_PACKAGES = ("workbench", "dask", "distributed", "dask-ml", "xgboost-cpu", "xgboost", "scikit-learn",
+             "pandas", "pyarrow", "numpy")
+
+
+def versions() -> dict[str, str]:
+    """Python's and the stack's installed versions, as recorded with every run."""
+    found = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
 
 
 @dataclass(frozen=True)
