@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import dask.config
 from distributed import Client, LocalCluster
 
 from .config import LocalProfile, load_yaml, validate
@@ -61,8 +62,11 @@ def make_cluster(profile=None, *, workers: int | None = None) -> LocalCluster:
     """Start the cluster a profile describes, with ``workers`` overriding its worker count."""
     kwargs = describe(profile, workers=workers)
     kwargs.pop("type")
+    # Set before each worker process starts (the Nanny's `env` arrives too late for OpenMP).
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", default={}), **kwargs.pop("env", {})}
     try:
-        return LocalCluster(**kwargs)
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            return LocalCluster(**kwargs)
     except (OSError, ValueError, TypeError) as exc:
         raise ClusterError(f"the local cluster did not start: {exc}", "check the profile's values") from None
 
