@@ -411,3 +411,17 @@ def test_cluster_show_local(failures):
     assert shown["host"] == "127.0.0.1"
     assert shown["dashboard_address"].startswith("127.0.0.1:")
     assert shown["n_workers"] >= 1 and shown["threads_per_worker"] >= 1
+
+
+def test_data_synth_writes_bigquery_shards_and_refuses_to_overwrite(tmp_path):
+    """`workbench data synth` on a running cluster; a second call into the same place is bad input."""
+    out = tmp_path / "export"
+    args = ["data", "synth", out, "--rows", "30000", "--rows-per-shard", "10000", "--positive-rate", "0.05"]
+    proc = workbench(*args, "--cluster", "local", "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shards = sorted(p.name for p in out.glob("*.parquet"))
+    assert shards == [f"btc_addresses-{i:012d}.parquet" for i in range(3)]
+    assert "3 shards" in proc.stdout
+    again = workbench(*args, cwd=tmp_path)
+    assert "already holds 3 Parquet files" in assert_one_line_error(again)
+    assert sorted(p.name for p in out.glob("*.parquet")) == shards

@@ -14,6 +14,7 @@ import math
 import re
 import zlib
 
+import dask
 import numpy as np
 import pandas as pd
 
@@ -55,7 +56,10 @@ def class_counts(data: Dataset) -> np.ndarray:
         return data.class_counts
     meta = pd.DataFrame({"neg": pd.Series([], dtype="int64"), "pos": pd.Series([], dtype="int64"),
                          "other": pd.Series([], dtype="int64")})
-    table = data.y.map_partitions(_count_labels, meta=meta).compute()
+    # One small result per partition, gathered as is: `.compute()` on the frame would first
+    # concatenate the partitions on the cluster, which doubled the time of this pass (measured).
+    parts = data.y.map_partitions(_count_labels, meta=meta).to_delayed()
+    table = pd.concat(dask.compute(*parts), ignore_index=True)
     if table["other"].sum():
         raise DataError(
             f"target {data.target!r} has {int(table['other'].sum()):,} values that are neither positive nor negative",
@@ -93,6 +97,7 @@ def split(data: Dataset, test_size: float = 0.2, *, seed: int = 0) -> tuple[Data
     counts = class_counts(data)
     _require_two_classes(data, counts)
     totals = counts.sum(axis=0)
+    salt = _salt(data, "split")
     if totals.min() < 2:
         raise SamplingError(
             f"the minority class has {int(totals.min())} row; a split needs at least 2",
@@ -100,10 +105,9 @@ def split(data: Dataset, test_size: float = 0.2, *, seed: int = 0) -> tuple[Data
         )
     wanted = np.clip(np.rint(test_size * totals).astype("int64"), 1, totals - 1)
     test_counts = np.stack(
-        [_allocate(counts[:, c], int(wanted[c]), [seed, zlib.crc32(b"split"), c]) for c in (0, 1)], axis=1
+        [_allocate(counts[:, c], int(wanted[c]), [seed, zlib.crc32(salt.encode()), c]) for c in (0, 1)], axis=1
     )
     train_counts = counts - test_counts
-    salt = _salt(data, "split")
     seeds = [data.partition_seed(seed, salt, i) for i in range(data.npartitions)]
     test = data.frame.map_partitions(_select, data.target, test_counts, seeds, True, meta=data.frame._meta)
     train = data.frame.map_partitions(_select, data.target, test_counts, seeds, False, meta=data.frame._meta)
@@ -139,10 +143,8 @@ def undersample(data: Dataset, ratio: str | float | None = "1:1", *, seed: int =
             f"(minority: {n_min:,})",
             f"choose a ratio of at most 1:{best}" if best >= 1 else "use more data",
         )
-    kept = _allocate(counts[:, majority], wanted, [seed, zlib.crc32(b"undersample")])
-    selected = np.zeros_like(counts)
-    selected[:, majority] = kept
     salt = _salt(data, "undersample")
+    kept = _allocate(counts[:, majority], wanted, [seed, zlib.crc32(salt.encode())])
     seeds = [data.partition_seed(seed, salt, i) for i in range(data.npartitions)]
     frame = data.frame.map_partitions(_keep_majority_sample, data.target, majority, kept, seeds, meta=data.frame._meta)
     new_counts = counts.copy()
