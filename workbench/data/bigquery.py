@@ -201,30 +201,24 @@ def _read_footers(fs, files: list[str]) -> list[pq.FileMetaData]:
         return list(pool.map(lambda f: _read_footer(fs, f), files))
 
 
+_KINDS = (
+    ("bool", (pa.types.is_boolean,)),
+    ("int", (pa.types.is_integer,)),
+    ("float", (pa.types.is_floating,)),
+    ("decimal", (pa.types.is_decimal,)),
+    ("timestamp", (pa.types.is_timestamp,)),
+    ("date", (pa.types.is_date,)),
+    ("time", (pa.types.is_time,)),
+    ("string", (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)),
+    ("binary", (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_fixed_size_binary)),
+    ("null", (pa.types.is_null,)),
+    ("nested", (pa.types.is_nested, pa.types.is_dictionary)),
+)
+
+
 def _kind(t: pa.DataType) -> str:
-    if pa.types.is_boolean(t):
-        return "bool"
-    if pa.types.is_integer(t):
-        return "int"
-    if pa.types.is_floating(t):
-        return "float"
-    if pa.types.is_decimal(t):
-        return "decimal"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_time(t):
-        return "time"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return "string"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return "binary"
-    if pa.types.is_null(t):
-        return "null"
-    if pa.types.is_nested(t) or pa.types.is_dictionary(t):
-        return "nested"
-    return "other"
+    """What the reader does with an Arrow type: one of the names in ``_KINDS``, or "other"."""
+    return next((kind for kind, tests in _KINDS if any(test(t) for test in tests)), "other")
 
 
 def _check_schemas(files: list[str], footers: list[pq.FileMetaData], ignore: set[str] = frozenset()) -> pa.Schema:
