@@ -82,6 +82,7 @@ def early(parts, client):
         result = train_xgboost(
             parts["sampled"], parts["test"], valid=parts["valid"], params=PARAMS, num_boost_round=ROUNDS,
             early_stopping_rounds=5, seed=7, client=client, on_phase=lambda name, s: phases.append((name, s)),
+            eval_train=True,
         )
     return result, calls, phases
 
@@ -215,7 +216,8 @@ def test_corrected_metrics_when_trained_on_an_undersampled_dataset(early, parts)
 
 def test_same_seed_same_booster_other_seed_other_booster(early, parts, test_frame, client):
     result, _, _ = early
-    kwargs = dict(valid=parts["valid"], params=PARAMS, num_boost_round=ROUNDS, early_stopping_rounds=5, client=client)
+    kwargs = dict(valid=parts["valid"], params=PARAMS, num_boost_round=ROUNDS, early_stopping_rounds=5, client=client,
+                  eval_train=True)
     same = train_xgboost(parts["sampled"], parts["test"], seed=7, **kwargs)
     assert same.best_iteration == result.best_iteration
     assert same.history == result.history
@@ -239,7 +241,7 @@ def test_scale_pos_weight_auto_and_no_correction_without_undersampling(parts, te
     assert weighted.params["scale_pos_weight"] > 5
     assert weighted.metrics.corrected is None  # train was not under-sampled
     assert weighted.best_iteration == 4 == weighted.num_boosted_rounds - 1  # no early stopping: the last round
-    assert set(weighted.history) == {"train"}
+    assert weighted.history == {}  # no validation set, and the training set is not scored by default
     config = json.loads(weighted.booster.save_config())
     assert float(config["learner"]["objective"]["reg_loss_param"]["scale_pos_weight"]) == pytest.approx(
         train.n_negative / train.n_positive, rel=1e-6
