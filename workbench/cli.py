@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    warnings.showwarning = _show_warning
+    if not debug:
+        warnings.showwarning = _show_warning
     command = typer.main.get_command(app)
     try:
         returned = command.main(args=argv, prog_name="workbench", standalone_mode=False)

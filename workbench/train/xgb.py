@@ -94,10 +94,10 @@ def train_xgboost(
         params["scale_pos_weight"] = _scale_pos_weight(train, scale_pos_weight)
     timings: dict[str, float] = {}
 
-    def phase(name: str, started: float) -> None:
-        timings[name] = time.perf_counter() - started
+    def record(name: str, seconds: float) -> None:
+        timings[name] = seconds
         if on_phase:
-            on_phase(name, timings[name])
+            on_phase(name, seconds)
 
     started = time.perf_counter()
     train_frame = client.persist(train.frame)
@@ -112,10 +112,8 @@ def train_xgboost(
             list(train.features), train.target, params, num_boost_round, early_stopping_rounds, eval_train,
         )
         output = client.compute(task).result()
-        timings["dmatrix"] = time.perf_counter() - started - output["train_seconds"]
-        if on_phase:
-            on_phase("dmatrix", timings["dmatrix"])
-        started = time.perf_counter() - output["train_seconds"]
+        train_seconds = output["train_seconds"]
+        record("dmatrix", time.perf_counter() - started - train_seconds)
     else:
         dtrain = dxgb.DaskQuantileDMatrix(
             client, train_frame[list(train.features)], train_frame[train.target], max_bin=params.get("max_bin")
@@ -127,12 +125,13 @@ def train_xgboost(
                 max_bin=params.get("max_bin"),
             )
             evals.append((dvalid, "valid"))
-        phase("dmatrix", started)
+        record("dmatrix", time.perf_counter() - started)
         started = time.perf_counter()
         output = dxgb.train(
             client, params, dtrain, num_boost_round=num_boost_round, evals=evals,
             early_stopping_rounds=early_stopping_rounds, verbose_eval=False,
         )
+        train_seconds = time.perf_counter() - started
         del dtrain
     del train_frame, valid_frame
     booster: xgb.Booster = output["booster"]
@@ -143,18 +142,18 @@ def train_xgboost(
     if best + 1 < trained:
         # Keep the trees up to the best round only, so the saved model predicts like the evaluated one.
         booster = booster[: best + 1]
-    phase("train", started)
+    record("train", train_seconds)
 
     metrics = None
     if test is not None:
         started = time.perf_counter()
         scored = client.persist(predict_scores(booster, test, iteration_range=(0, best + 1), client=client))
         wait(scored)
-        phase("predict", started)
+        record("predict", time.perf_counter() - started)
         started = time.perf_counter()
         undersampling = train.info.get("undersample") if correct_probabilities else None
         metrics = evaluate(scored, threshold, undersampling=undersampling)
-        phase("metrics", started)
+        record("metrics", time.perf_counter() - started)
     return XGBoostResult(
         booster=booster, params=params, history=history, best_iteration=best,
         num_boosted_rounds=trained, metrics=metrics, timings=timings,
