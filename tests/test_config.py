@@ -10,10 +10,9 @@ from pathlib import Path
 import dask.config
 import pytest
 
-from workbench.cluster import describe, load_profile, make_cluster
+from workbench.cluster import LocalProfile, describe, load_profile, make_cluster
 from workbench.config import (
     DataSpec,
-    LocalProfile,
     ModelSpec,
     PipelineSpec,
     SamplingSpec,

@@ -15,17 +15,17 @@ Names are imported on first use, so ``import workbench`` and the ``workbench`` c
 from importlib import import_module
 
 from . import config as _config  # noqa: F401  (registers the workbench.* Dask config defaults)
-from .errors import ClusterError, ConfigError, DataError, SamplingError, WorkbenchError
+from .errors import ClusterError, ConfigError, DataError, SamplingError, WorkbenchError, WorkbenchWarning
+
+# Bound eagerly: the name `cluster` is both the function and its subpackage, and a submodule import
+# would otherwise leave `workbench.cluster` bound to the package. Importing it loads no distributed.
+from .cluster import cluster, connect, describe, job_script, load_profile, make_cluster
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "cluster": ".cluster",
-    "describe": ".cluster",
-    "load_profile": ".cluster",
-    "make_cluster": ".cluster",
+    "serve": ".serve",
     "Dataset": ".data.dataset",
-    "WorkbenchWarning": ".data.bigquery",
     "read_bigquery_export": ".data.bigquery",
     "synth_bitcoin_export": ".data.synth",
     "class_counts": ".sampling",
@@ -42,9 +42,13 @@ _LAZY = {
     "run_pipeline": ".pipeline",
     "RunRecord": ".runs",
     "RunStore": ".runs",
+    "enable_dashboard": ".dashboard",
 }
 
-__all__ = sorted([*_LAZY, "ClusterError", "ConfigError", "DataError", "SamplingError", "WorkbenchError"])
+__all__ = sorted([
+    *_LAZY, "cluster", "connect", "describe", "job_script", "load_profile", "make_cluster",
+    "ClusterError", "ConfigError", "DataError", "SamplingError", "WorkbenchError", "WorkbenchWarning",
+])
 
 
 def __getattr__(name):

@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Make and inspect datasets.", no_args_is_help=True)
 runs_app = typer.Typer(help="List and show recorded runs.", invoke_without_command=True)
-cluster_app = typer.Typer(help="Inspect cluster profiles.", no_args_is_help=True)
+cluster_app = typer.Typer(help="Inspect cluster profiles and the job scripts they submit.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
 app.add_typer(cluster_app, name="cluster")
@@ -65,7 +65,10 @@ def run(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file, e.g. pipelines/quickstart.yaml.")],
     cluster: ClusterOption = None,
     workers: WorkersOption = None,
-    connect: Annotated[Optional[str], typer.Option("--connect", help="Address of a running scheduler to use.")] = None,
+    connect: Annotated[
+        Optional[str],
+        typer.Option("--connect", help="A running cluster: a scheduler address or the connection file `workbench serve` wrote."),
+    ] = None,
     runs_dir: RunsDirOption = None,
 ):
     """Run a pipeline: data → split → RUS → XGBoost → exact metrics, recorded in the run store."""
@@ -209,6 +212,36 @@ def cluster_show(
     from .cluster import describe
 
     typer.echo(json.dumps(describe(profile, workers=workers), indent=2))
+
+
+@cluster_app.command("script")
+def cluster_script(
+    profile: Annotated[str, typer.Argument(help="A slurm, pbs, sge or lsf profile: name or YAML path.")],
+    workers: WorkersOption = None,
+):
+    """Print the job script one worker job would submit, without submitting anything."""
+    from .cluster import job_script
+
+    typer.echo(job_script(profile, workers=workers))
+
+
+@app.command()
+def serve(
+    cluster: ClusterOption = None,
+    workers: WorkersOption = None,
+    runs_dir: RunsDirOption = None,
+    connection_file: Annotated[
+        Path, typer.Option("--connection-file", help="Where to write the scheduler address and TLS credentials (mode 0600).")
+    ] = Path("workbench-connection.json"),
+):
+    """Start a cluster and keep it up until Ctrl-C: dashboard, runs page, and a connection file."""
+    from .serve import serve as serve_cluster
+
+    say = _echo_progress(time.perf_counter())
+    say(f"starting the {cluster or 'local'} cluster" + (f" with {workers} worker(s)" if workers else ""))
+    serve_cluster(cluster, workers=workers, runs_dir=runs_dir, connection_file=connection_file,
+                  say=lambda line: typer.echo(line))
+    say("stopped")
 
 
 def main(argv: list[str] | None = None) -> int:

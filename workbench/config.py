@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError, WorkbenchError
 
 __all__ = [
-    "LocalProfile",
     "PipelineSpec",
     "DataSpec",
     "SynthSpec",
@@ -38,43 +37,6 @@ with open(_DEFAULTS) as f:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ---------------------------------------------------------------- cluster profiles
-
-
-class LocalProfile(_Strict):
-    """A ``distributed.LocalCluster`` on this machine; keys are its keyword arguments."""
-
-    type: Literal["local"] = "local"
-    n_workers: Annotated[int, Field(ge=1)] | None = None
-    threads_per_worker: Annotated[int, Field(ge=1)] | None = None
-    memory_limit: str | float | int | None = None
-    processes: bool | None = None
-    host: str | None = None
-    dashboard_address: str | None = None
-    local_directory: str | None = None
-    env: dict[str, str] | None = None
-
-    def cluster_kwargs(self, workers: int | None = None) -> dict[str, Any]:
-        """Keyword arguments for ``LocalCluster``: this profile over ``workbench.cluster.local``.
-
-        Without an explicit ``threads_per_worker`` the machine's cores are shared between the
-        workers, also when ``workers`` overrides the profile's count.
-        """
-        defaults = dask.config.get("workbench.cluster.local", default={}) or {}
-        chosen = {k: v for k, v in self.model_dump(exclude={"type"}).items() if v is not None}
-        merged = {k.replace("-", "_"): v for k, v in defaults.items()}
-        merged.update(chosen)
-        if workers is not None:
-            merged["n_workers"] = workers
-        if merged.get("threads_per_worker") is None:
-            merged["threads_per_worker"] = max(1, (os.cpu_count() or 1) // max(1, merged.get("n_workers", 1)))
-        # Dask starts workers with OMP_NUM_THREADS=1, which makes XGBoost on 2 threads about 1.8x
-        # slower (measured, 1M rows x 30 features). XGBoost is the OpenMP user here and sizes its
-        # pool from the worker's threads, so OpenMP gets exactly those.
-        merged["env"] = {"OMP_NUM_THREADS": str(merged["threads_per_worker"]), **(merged.get("env") or {})}
-        return {k: v for k, v in merged.items() if v is not None}
 
 
 # ---------------------------------------------------------------- pipeline files

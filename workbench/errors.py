@@ -33,3 +33,7 @@ class SamplingError(WorkbenchError):
 
 class ClusterError(WorkbenchError):
     """The cluster could not be started, scaled or reached."""
+
+
+class WorkbenchWarning(UserWarning):
+    """Something the user should know that does not stop the work (shown as one line by the CLI)."""

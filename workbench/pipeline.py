@@ -148,7 +148,8 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
         on_phase=lambda phase, seconds: (timed(phase, seconds), say(f"{phase}: {seconds:.1f}s")),
     )
     run.log_history(result.history)
-    run.log_data(best_iteration=result.best_iteration, boosted_rounds=result.num_boosted_rounds)
+    run.log_data(best_iteration=result.best_iteration, boosted_rounds=result.num_boosted_rounds,
+                 training_attempts=result.attempts)
     run.save_artifact("model", "model.json", lambda path: result.booster.save_model(str(path)))
     return PipelineResult(record=None, model=result, train=sampled, test=test)
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dask.utils import parse_bytes
 
-from ..errors import DataError
+from ..errors import DataError, WorkbenchWarning
 from .dataset import Dataset
 
 __all__ = ["read_bigquery_export", "WorkbenchWarning", "TRUE_STRINGS", "FALSE_STRINGS"]
@@ -34,8 +34,6 @@ NUMERIC_KINDS = frozenset({"int", "float", "decimal", "bool"})
 TEMPORAL_KINDS = frozenset({"timestamp", "date", "time"})
 
 
-class WorkbenchWarning(UserWarning):
-    """Something the reader changed or left out that the user should know about."""
 
 
 @dataclass(frozen=True)

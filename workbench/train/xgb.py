@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ from distributed import get_client, get_worker, wait
 from xgboost import dask as dxgb
 
 from ..data.dataset import Dataset
-from ..errors import SamplingError, WorkbenchError
+from ..errors import SamplingError, WorkbenchError, WorkbenchWarning
 from ..metrics import Metrics, evaluate
 
 __all__ = ["XGBoostResult", "train_xgboost", "predict_scores", "DEFAULT_PARAMS"]
@@ -42,6 +43,7 @@ class XGBoostResult:
     num_boosted_rounds: int  # rounds trained before early stopping picked the best
     metrics: Metrics | None
     timings: dict = field(default_factory=dict)
+    attempts: int = 1  # more than 1 if training started over after losing a worker
 
     def predict_scores(self, data: Dataset, client=None) -> dd.DataFrame:
         return predict_scores(self.booster, data, iteration_range=(0, self.best_iteration + 1), client=client)
@@ -60,6 +62,7 @@ def train_xgboost(
     threshold: float = 0.5,
     correct_probabilities: bool = True,
     eval_train: bool = False,
+    retries: int = 2,
     client=None,
     on_phase: Callable[[str, float], None] | None = None,
 ) -> XGBoostResult:
@@ -81,6 +84,9 @@ def train_xgboost(
         Also record the per-round metrics on the training set. Off by default: every round then
         scores and sorts the whole training set twice (AUC, PR AUC), which tripled training time
         on 3.2 M rows (measured).
+    retries
+        Times to start training over when a worker is lost mid-training (xgboost.dask cannot
+        continue on a changed set of workers). Lost data partitions are recomputed by Dask.
     on_phase
         Called with ``(phase, seconds)`` as each of ``dmatrix``, ``train``, ``predict``, ``metrics`` ends.
     """
@@ -103,36 +109,26 @@ def train_xgboost(
     train_frame = client.persist(train.frame)
     valid_frame = client.persist(valid.frame) if valid is not None else None
     wait([train_frame] + ([valid_frame] if valid_frame is not None else []))
-    if len(client.scheduler_info(n_workers=-1)["workers"]) == 1:
-        # Every partition already lives on the one worker: train there with XGBoost's single-node
-        # trainer. xgboost.dask on one worker was 2.7-4.6x slower than xgboost.train on the same
-        # data and threads (measured; benchmarks/README.md).
-        task = dask.delayed(_train_on_this_worker, pure=False)(
-            train_frame.to_delayed(), None if valid_frame is None else valid_frame.to_delayed(),
-            list(train.features), train.target, params, num_boost_round, early_stopping_rounds, eval_train,
-        )
-        output = client.compute(task).result()
-        train_seconds = output["train_seconds"]
-        record("dmatrix", time.perf_counter() - started - train_seconds)
-    else:
-        dtrain = dxgb.DaskQuantileDMatrix(
-            client, train_frame[list(train.features)], train_frame[train.target], max_bin=params.get("max_bin")
-        )
-        evals = [(dtrain, "train")] if eval_train else []
-        if valid_frame is not None:
-            dvalid = dxgb.DaskQuantileDMatrix(
-                client, valid_frame[list(valid.features)], valid_frame[valid.target], ref=dtrain,
-                max_bin=params.get("max_bin"),
+    for attempt in range(retries + 1):
+        before = _worker_addresses(client)
+        try:
+            output, dmatrix_seconds = _fit(
+                client, train, train_frame, valid_frame, params, num_boost_round, early_stopping_rounds, eval_train,
+                started,
             )
-            evals.append((dvalid, "valid"))
-        record("dmatrix", time.perf_counter() - started)
-        started = time.perf_counter()
-        output = dxgb.train(
-            client, params, dtrain, num_boost_round=num_boost_round, evals=evals,
-            early_stopping_rounds=early_stopping_rounds, verbose_eval=False,
-        )
-        train_seconds = time.perf_counter() - started
-        del dtrain
+            break
+        except Exception as exc:  # noqa: BLE001 - re-raised unless a worker was lost mid-training
+            if attempt == retries or _worker_addresses(client) == before and not _looks_like_worker_loss(exc):
+                raise
+            warnings.warn(WorkbenchWarning(
+                f"a worker was lost during training ({' '.join(str(exc).split())[:160]}); training again"
+            ), stacklevel=2)
+            # xgboost.dask cannot continue with a changed worker set; start over once the cluster
+            # is back to its size (a batch cluster replaces lost jobs), or with the survivors.
+            _wait_for_workers(client, len(before), timeout=120)
+            started = time.perf_counter()
+    record("dmatrix", dmatrix_seconds)
+    train_seconds = output["train_seconds"]
     del train_frame, valid_frame
     booster: xgb.Booster = output["booster"]
     history = {name: {metric: [float(v) for v in values] for metric, values in metrics.items()}
@@ -156,8 +152,61 @@ def train_xgboost(
         record("metrics", time.perf_counter() - started)
     return XGBoostResult(
         booster=booster, params=params, history=history, best_iteration=best,
-        num_boosted_rounds=trained, metrics=metrics, timings=timings,
+        num_boosted_rounds=trained, metrics=metrics, timings=timings, attempts=attempt + 1,
     )
+
+
+def _fit(client, train, train_frame, valid_frame, params, num_boost_round, early_stopping_rounds, eval_train, started):
+    """Build the matrices and train; returns XGBoost's output (with ``train_seconds``) and the DMatrix time."""
+    if len(client.scheduler_info(n_workers=-1)["workers"]) == 1:
+        # Every partition already lives on the one worker: train there with XGBoost's single-node
+        # trainer. xgboost.dask on one worker was 2.7-4.6x slower than xgboost.train on the same
+        # data and threads (measured; benchmarks/README.md).
+        task = dask.delayed(_train_on_this_worker, pure=False)(
+            train_frame.to_delayed(), None if valid_frame is None else valid_frame.to_delayed(),
+            list(train.features), train.target, params, num_boost_round, early_stopping_rounds, eval_train,
+        )
+        output = client.compute(task).result()
+        return output, time.perf_counter() - started - output["train_seconds"]
+    dtrain = dxgb.DaskQuantileDMatrix(
+        client, train_frame[list(train.features)], train_frame[train.target], max_bin=params.get("max_bin")
+    )
+    evals = [(dtrain, "train")] if eval_train else []
+    if valid_frame is not None:
+        dvalid = dxgb.DaskQuantileDMatrix(
+            client, valid_frame[list(train.features)], valid_frame[train.target], ref=dtrain,
+            max_bin=params.get("max_bin"),
+        )
+        evals.append((dvalid, "valid"))
+    dmatrix_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    output = dxgb.train(
+        client, params, dtrain, num_boost_round=num_boost_round, evals=evals,
+        early_stopping_rounds=early_stopping_rounds, verbose_eval=False,
+    )
+    return {**output, "train_seconds": time.perf_counter() - started}, dmatrix_seconds
+
+
+def _worker_addresses(client) -> set[str]:
+    return set(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def _looks_like_worker_loss(exc: BaseException) -> bool:
+    from distributed import KilledWorker
+    from distributed.comm import CommClosedError
+
+    text = str(exc)
+    return isinstance(exc, (KilledWorker, CommClosedError)) or any(
+        words in text for words in ("Resilience is not yet supported", "worker died", "Connection reset", "Socket")
+    )
+
+
+def _wait_for_workers(client, n: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while len(_worker_addresses(client)) < n and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if not _worker_addresses(client):
+        raise WorkbenchError("every worker was lost during training", "check the worker logs, then run again")
 
 
 class _Partitions(xgb.DataIter):

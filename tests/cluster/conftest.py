@@ -1,0 +1,72 @@
+"""A real batch system for the cluster tests: the single-node SLURM of clusters/dev/slurm-up.sh.
+
+Tests that need it fail instead of skipping when WORKBENCH_REQUIRE_SLURM=1 (which .ci/run sets),
+so CI can never pass without having run them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REQUIRE = os.environ.get("WORKBENCH_REQUIRE_SLURM") == "1"
+
+
+def slurm_problem() -> str | None:
+    if not shutil.which("sinfo"):
+        return "no SLURM client here (run clusters/dev/slurm-up.sh as root)"
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+    if out.returncode != 0 or not any(s.strip() in ("idle", "mixed", "allocated") for s in out.stdout.split()):
+        return f"SLURM is not up ({(out.stderr or out.stdout).strip()[:120]}); run clusters/dev/slurm-up.sh as root"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    problem = slurm_problem()
+    if problem:
+        if REQUIRE:
+            pytest.fail(f"WORKBENCH_REQUIRE_SLURM=1 but {problem}")
+        pytest.skip(problem)
+    yield
+    assert wait_queue_empty(), f"jobs left in the queue after the tests: {squeue()}"
+
+
+def squeue() -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i %j %T"], capture_output=True, text=True, timeout=20)
+    return [line for line in out.stdout.splitlines() if line.strip()]
+
+
+def wait_queue_empty(timeout: float = 30) -> bool:
+    """Cancelled jobs pass through COMPLETING for a moment before they leave the queue."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not squeue():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def write_profile(directory: Path, name: str = "slurm.yaml", **overrides) -> Path:
+    """A SLURM profile for the dev cluster, everything it writes kept under ``directory``."""
+    keys = {
+        "type": "slurm", "queue": "debug", "cores": 1, "processes": 1, "memory": "1500MB", "walltime": "00:15:00",
+        "log_directory": str(directory / "logs"), "local_directory": str(directory / "scratch"),
+        "shared_temp_directory": str(directory / "tls"), "wait_timeout": "120s", "job_name": "wb-test",
+        **overrides,
+    }
+    import yaml
+
+    path = directory / name
+    path.write_text(yaml.safe_dump(keys, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def slurm_profile(slurm, tmp_path) -> Path:
+    return write_profile(tmp_path)

@@ -1,0 +1,198 @@
+"""Cluster profiles → running Dask clusters.
+
+A profile is a YAML file whose ``type`` names the cluster class and whose other keys are that
+class's own keyword arguments: ``distributed.LocalCluster`` for ``local``; dask-jobqueue's
+``SLURMCluster``, ``PBSCluster``, ``SGECluster`` and ``LSFCluster`` for ``slurm``, ``pbs``, ``sge``
+and ``lsf``. Unset keys fall back to Dask's configuration (``workbench.cluster.<type>``, then
+dask-jobqueue's ``jobqueue.<type>``), exactly as dask-jobqueue falls back on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dask.config
+
+from ..config import load_yaml, validate
+from ..errors import ClusterError, ConfigError
+from . import _jobqueue
+from .profiles import PROFILE_TYPES, JobqueueProfile, LocalProfile, Profile
+
+__all__ = [
+    "PROFILE_TYPES",
+    "LocalProfile",
+    "JobqueueProfile",
+    "load_profile",
+    "make_cluster",
+    "cluster",
+    "connect",
+    "describe",
+    "job_script",
+    "cluster_summary",
+    "dashboard_url",
+]
+
+PROFILE_DIR = "clusters"
+
+
+def load_profile(profile: str | os.PathLike | dict | Profile | None = "local") -> Profile:
+    """Resolve a profile: a path, a name in ``./clusters/``, the built-in ``"local"``, or a mapping."""
+    if isinstance(profile, (LocalProfile, JobqueueProfile)):
+        return profile
+    if isinstance(profile, dict):
+        return _validate(profile, {}, "cluster profile")
+    name = os.fspath(profile or "local")
+    candidates = [Path(name), Path(PROFILE_DIR) / name, Path(PROFILE_DIR) / f"{name}.yaml"]
+    for path in candidates:
+        if path.is_file():
+            data, lines = load_yaml(path, "cluster profile")
+            return _validate(data, lines, str(path))
+    if name == "local":
+        return LocalProfile()
+    known = sorted(p.stem for p in Path(PROFILE_DIR).glob("*.yaml")) if Path(PROFILE_DIR).is_dir() else []
+    raise ConfigError(
+        f"unknown cluster profile {name!r}",
+        f"give a profile file path or one of: {', '.join(sorted({'local', *known}))}",
+    )
+
+
+def _validate(data, lines, source: str) -> Profile:
+    kind = data.get("type", "local") if isinstance(data, dict) else None
+    if kind not in PROFILE_TYPES:
+        line = lines.get(("type",))
+        where = f"{source}:{line}" if line else source
+        raise ConfigError(
+            f"{where}: type: unknown cluster type {kind!r}",
+            f"use one of: {', '.join(PROFILE_TYPES)}",
+        )
+    return validate(PROFILE_TYPES[kind], data, lines, source)
+
+
+def make_cluster(profile=None, *, workers: int | None = None):
+    """Start the cluster a profile describes, with ``workers`` overriding its worker count.
+
+    Batch-system profiles return once every worker is connected (see ``wait_timeout``).
+    """
+    from distributed import LocalCluster
+
+    if workers is not None and workers < 1:
+        raise ClusterError(f"--workers {workers} is not a positive number", "ask for 1 or more workers")
+    profile = load_profile(profile)
+    if isinstance(profile, JobqueueProfile):
+        return _jobqueue.start(profile, workers)
+    kwargs = profile.cluster_kwargs(workers)
+    # Set before each worker process starts (the Nanny's `env` arrives too late for OpenMP).
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", default={}), **kwargs.pop("env", {})}
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            return LocalCluster(**kwargs)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ClusterError(f"the local cluster did not start: {exc}", "check the profile's values") from None
+
+
+def describe(profile=None, *, workers: int | None = None) -> dict:
+    """What :func:`make_cluster` would start, without starting it: the class's keyword arguments."""
+    if workers is not None and workers < 1:
+        raise ClusterError(f"--workers {workers} is not a positive number", "ask for 1 or more workers")
+    profile = load_profile(profile)
+    described = {"type": profile.type, **profile.cluster_kwargs(workers)}
+    if isinstance(profile, JobqueueProfile):
+        settings = profile.settings(workers)
+        described.update(n_workers=settings["n_workers"], wait_timeout=settings.get("wait_timeout"))
+    return described
+
+
+def job_script(profile, *, workers: int | None = None) -> str:
+    """The batch script one worker job of ``profile`` would submit (nothing is submitted).
+
+    The scheduler is started to learn its real address, then closed; no job is created.
+    """
+    profile = load_profile(profile)
+    if not isinstance(profile, JobqueueProfile):
+        raise ClusterError(f"a {profile.type} profile submits no job script", "give a slurm, pbs, sge or lsf profile")
+    running = _jobqueue.create(profile, workers)
+    try:
+        return running.job_script()
+    finally:
+        running.close()
+
+
+@contextmanager
+def cluster(profile=None, *, workers: int | None = None, address: str | os.PathLike | None = None) -> Iterator:
+    """A client on a fresh cluster from ``profile``, or on a running one at ``address``.
+
+    ``address`` is a scheduler address or a connection file written by ``workbench serve``
+    (which also carries the TLS credentials of a secured cluster). A fresh cluster is closed on
+    the way out, normally, on error or on Ctrl-C; for batch systems that cancels every job.
+
+    >>> with cluster("local", workers=2) as client:   # doctest: +SKIP
+    ...     print(client.dashboard_link)
+    """
+    if address:
+        with connect(address) as client:
+            yield client
+        return
+    from distributed import Client
+
+    running = make_cluster(profile, workers=workers)
+    try:
+        with Client(running) as client:
+            yield client
+    finally:
+        running.close()
+
+
+def connect(address: str | os.PathLike, timeout: str = "10s"):
+    """A client on a running scheduler: an address, or a ``workbench serve`` connection file."""
+    from distributed import Client
+
+    security = None
+    target = os.fspath(address)
+    if Path(target).is_file():
+        try:
+            info = json.loads(Path(target).read_text())
+            target = info["address"]
+        except (ValueError, KeyError) as exc:
+            raise ClusterError(f"{address} is not a workbench connection file ({exc})",
+                               "pass the file `workbench serve` printed, or a scheduler address") from None
+        if info.get("tls"):
+            from distributed.security import Security
+
+            security = Security(require_encryption=True, **info["tls"])
+    try:
+        return Client(target, timeout=timeout, security=security)
+    except (OSError, TypeError, ValueError) as exc:
+        message = " ".join(str(exc).split())
+        fix = "check the address" if security else "check the address; a TLS cluster needs the connection file `workbench serve` wrote"
+        raise ClusterError(f"cannot reach the scheduler at {target}: {message}", fix) from None
+
+
+def dashboard_url(running) -> str | None:
+    """The dashboard's URL where it really listens (Dask's link names the scheduler's host instead)."""
+    scheduler = getattr(running, "scheduler", None)
+    server = getattr(scheduler, "http_server", None)
+    sockets = getattr(server, "_sockets", None)
+    if sockets:
+        host, port = next(iter(sockets.values())).getsockname()[:2]
+        if host in ("0.0.0.0", "::", ""):
+            import socket
+
+            host = socket.gethostname()
+        return f"http://{host}:{port}/status"
+    return getattr(running, "dashboard_link", None)
+
+
+def cluster_summary(client) -> dict:
+    """Workers, threads and memory of the cluster a client is connected to."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return {
+        "workers": len(workers),
+        "threads": sum(w["nthreads"] for w in workers),
+        "memory_limit": sum(w.get("memory_limit") or 0 for w in workers),
+        "dashboard": dashboard_url(client.cluster) if client.cluster is not None else client.dashboard_link,
+        "scheduler": client.scheduler.address,
+    }
