@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 import traceback
@@ -252,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     if not debug:
         warnings.showwarning = _show_warning
     command = typer.main.get_command(app)
+    # SIGTERM (scancel, kill) and SIGHUP (a closed terminal) unwind like Ctrl-C, so clusters close
+    # and their batch jobs are cancelled on the way out.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         returned = command.main(args=argv, prog_name="workbench", standalone_mode=False)
     except typer.Exit as exc:
@@ -277,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
         return 1
     return returned if isinstance(returned, int) else 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -32,7 +32,7 @@ def serve(
     say: Callable[[str], None] = print,
     stop: threading.Event | None = None,
 ) -> None:
-    """Start a cluster and keep it up until Ctrl-C (SIGINT), SIGTERM or ``stop`` is set.
+    """Start a cluster and keep it up until Ctrl-C (SIGINT), SIGTERM, SIGHUP or ``stop`` is set.
 
     While it runs, ``connection_file`` (mode 0600) holds the scheduler address and, for a TLS
     cluster, the client credentials: ``workbench run --connect FILE`` and
@@ -52,7 +52,7 @@ def serve(
             f"{path} already exists (another `workbench serve`, or a stale file)",
             "stop the other server, remove the file, or pass --connection-file",
         )
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     in_main_thread = threading.current_thread() is threading.main_thread()
     if in_main_thread:
         for sig in previous:

@@ -54,7 +54,7 @@ def test_slurm_script_has_exactly_the_profile_directives(tmp_path):
     assert "export OMP_NUM_THREADS=2" in lines  # cores / processes: XGBoost's threads per worker
     command = lines[-1]
     for part in ("--nworkers 2", "--nthreads 2", "--interface lo", "--local-directory /scratch/me",
-                 "--lifetime 55m --lifetime-restart --lifetime-stagger 4m", "--protocol tls://",
+                 "--lifetime 55m --lifetime-stagger 4m", "--protocol tls://",
                  "--tls-ca-file", "--tls-cert", "--tls-key"):
         assert part in command, part
     assert command.split()[3].startswith("tls://")  # python -m distributed.cli.dask_worker tls://…
@@ -91,6 +91,14 @@ def test_shipped_profiles_render(tmp_path):
         loaded = load_profile(REPO / "clusters" / f"{name}.yaml")
         assert loaded.type == name
         assert describe(loaded)["security"] is True
+
+
+def test_one_worker_process_per_job_unless_asked(tmp_path):
+    script = job_script(profile(tmp_path, type="slurm", cores=8, memory="16GB"))
+    assert "--nthreads 8" in script and "--nworkers" not in script and "export OMP_NUM_THREADS=8" in script
+    with dask.config.set({"jobqueue.slurm.processes": 4}):
+        script = job_script(profile(tmp_path, type="slurm", cores=8, memory="16GB"))
+    assert "--nworkers 4" in script and "--nthreads 2" in script and "export OMP_NUM_THREADS=2" in script
 
 
 def test_unset_keys_fall_back_to_dask_jobqueue_config(tmp_path):

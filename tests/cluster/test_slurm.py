@@ -179,7 +179,10 @@ def test_ctrl_c_on_serve_cancels_every_job(tmp_path):
     assert not (tmp_path / "workbench-connection.json").exists()
 
 
-def test_pbs_profile_submits_through_the_torque_wrappers(tmp_path):
+def test_pbs_profile_submits_through_the_torque_wrappers(tmp_path, monkeypatch):
+    # slurm-wlm-torque's qsub ignores a directory in `#PBS -e/-o` and writes <script>.e<job> into
+    # the working directory; a real PBS server writes into the directory.
+    monkeypatch.chdir(tmp_path)
     profile = tmp_path / "pbs.yaml"
     profile.write_text(yaml.safe_dump({
         "type": "pbs", "queue": "debug", "cores": 1, "memory": "1500MB", "walltime": "00:10:00",

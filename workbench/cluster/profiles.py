@@ -78,8 +78,10 @@ class JobqueueProfile(_Strict):
     Three keys are the workbench's own: ``n_workers`` (worker processes to start, ``--workers``
     overrides it), ``wait_timeout`` (how long to wait for them) and ``env`` (exported in every job
     script). ``worker_lifetime`` and ``worker_lifetime_stagger`` become the worker's
-    ``--lifetime``/``--lifetime-stagger``/``--lifetime-restart`` arguments, so workers leave before
-    the walltime kills them and are replaced by fresh jobs.
+    ``--lifetime``/``--lifetime-stagger`` arguments: a worker retires gracefully (its data moved to
+    the others) before the walltime kills its job, and ``replace_lost_workers`` submits a fresh job.
+    ``processes`` left unset everywhere means one worker process per job with every core as a
+    thread (dask-jobqueue's own default would split the cores between several processes).
     """
 
     cluster_class: ClassVar[str]
@@ -91,7 +93,6 @@ class JobqueueProfile(_Strict):
     memory: str | None = None
     processes: _PositiveInt | None = None
     queue: str | None = None
-    account: str | None = None
     walltime: str | None = None
     job_name: str | None = None
     interface: str | None = None
@@ -136,6 +137,8 @@ class JobqueueProfile(_Strict):
         merged = self.settings(workers)
         kwargs = {k: v for k, v in merged.items() if k not in self._OWN and v is not None}
         kwargs["scheduler_options"] = {"dashboard_address": "127.0.0.1:0", **(kwargs.get("scheduler_options") or {})}
+        if kwargs.get("processes") is None and dask.config.get(f"jobqueue.{self.type}.processes", None) is None:
+            kwargs["processes"] = 1
         if kwargs.pop("security", True):
             kwargs["security"] = True
             kwargs["shared_temp_directory"] = os.path.expanduser(
@@ -143,7 +146,7 @@ class JobqueueProfile(_Strict):
             )
         extra = list(kwargs.get("worker_extra_args") or dask.config.get(f"jobqueue.{self.type}.worker-extra-args", []))
         if merged.get("worker_lifetime"):
-            extra += ["--lifetime", str(merged["worker_lifetime"]), "--lifetime-restart"]
+            extra += ["--lifetime", str(merged["worker_lifetime"])]
             if merged.get("worker_lifetime_stagger"):
                 extra += ["--lifetime-stagger", str(merged["worker_lifetime_stagger"])]
         if extra:
@@ -173,6 +176,7 @@ class SLURMProfile(JobqueueProfile):
 
     cluster_class: ClassVar[str] = "dask_jobqueue.SLURMCluster"
     type: Literal["slurm"] = "slurm"
+    account: str | None = None
     job_cpu: _PositiveInt | None = None
     job_mem: str | None = None
 
@@ -182,6 +186,7 @@ class PBSProfile(JobqueueProfile):
 
     cluster_class: ClassVar[str] = "dask_jobqueue.PBSCluster"
     type: Literal["pbs"] = "pbs"
+    account: str | None = None
     resource_spec: str | None = None
 
 
@@ -190,6 +195,7 @@ class SGEProfile(JobqueueProfile):
 
     cluster_class: ClassVar[str] = "dask_jobqueue.SGECluster"
     type: Literal["sge"] = "sge"
+    project: str | None = None
     resource_spec: str | None = None
 
 
@@ -198,6 +204,7 @@ class LSFProfile(JobqueueProfile):
 
     cluster_class: ClassVar[str] = "dask_jobqueue.LSFCluster"
     type: Literal["lsf"] = "lsf"
+    project: str | None = None
     ncpus: _PositiveInt | None = None
     mem: int | None = None
     lsf_units: str | None = None
