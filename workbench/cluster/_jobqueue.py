@@ -55,7 +55,7 @@ def start(profile: JobqueueProfile, workers: int | None = None):
     timeout = parse_timedelta(settings.get("wait_timeout") or "300s")
     cluster = create(profile, workers)
     try:
-        processes = max(1, int(cluster._job_kwargs.get("processes") or 1))
+        processes = max(1, int(cluster._dummy_job.worker_processes or 1))  # as dask-jobqueue resolved it
         jobs = -(-n // processes)
         # What SpecCluster.scale does, but awaited here rather than scheduled on the event loop,
         # so that the batch system's refusal is raised to the caller instead of being logged.
