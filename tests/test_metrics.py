@@ -18,10 +18,19 @@ from sklearn.metrics import (
     precision_score,
     recall_score,
     roc_auc_score,
+    roc_curve,
 )
 
 from workbench.data import read_bigquery_export
-from workbench.metrics import Metrics, correct_probabilities, evaluate, score_table
+from workbench.metrics import (
+    Metrics,
+    correct_probabilities,
+    curves_from_table,
+    evaluate,
+    metrics_from_table,
+    score_table,
+)
+from workbench.runs import RunStore
 from workbench.sampling import undersample
 
 EXACT = 1e-12
@@ -185,3 +194,92 @@ def test_the_corrected_block_only_with_an_undersampling_note(client, scored: pd.
     assert abs(noted.corrected["f1"] - f1_score(y, predicted, zero_division=0)) <= EXACT
     # fewer rows are called positive once the prior shift is undone
     assert noted.corrected["tp"] + noted.corrected["fp"] < plain.tp + plain.fp
+
+
+# ---------------------------------------------------------------- ROC and PR curves
+
+
+def table_of(frame: pd.DataFrame) -> pd.DataFrame:
+    """The score table ``score_table`` would return, computed with pandas."""
+    counts = frame.groupby(["score", "label"]).size().unstack(fill_value=0).reindex(columns=[0, 1], fill_value=0)
+    counts.columns = ["neg", "pos"]
+    return counts.sort_index().rename_axis("score").reset_index()
+
+
+@pytest.fixture(scope="module")
+def fine_table() -> pd.DataFrame:
+    """Scores with six decimals: thousands of distinct scores, so the curves need thinning."""
+    rng = np.random.default_rng(7)
+    label = (rng.random(50_000) < 0.03).astype("int8")
+    score = np.clip(rng.normal(0.3 + 0.25 * label, 0.15), 0, 1).round(6)
+    return table_of(pd.DataFrame({"label": label, "score": score}))
+
+
+def test_the_full_curves_are_scikit_learns_on_the_predictions(scored: pd.DataFrame) -> None:
+    y, p = scored["label"].to_numpy(), scored["score"].to_numpy()
+    full = curves_from_table(table_of(scored), max_points=None)
+    fpr, tpr, _ = roc_curve(y, p)
+    np.testing.assert_allclose(full["roc"]["fpr"], fpr, rtol=0, atol=EXACT)
+    np.testing.assert_allclose(full["roc"]["tpr"], tpr, rtol=0, atol=EXACT)
+    recall, precision = np.array(full["pr"]["recall"]), np.array(full["pr"]["precision"])
+    # average precision is the step sum over the PR curve
+    assert abs(np.sum(np.diff(recall) * precision[1:]) - average_precision_score(y, p)) <= EXACT
+
+
+def test_roc_curve_ends_and_area(fine_table: pd.DataFrame) -> None:
+    metrics = metrics_from_table(fine_table)
+    full = curves_from_table(fine_table, max_points=None)
+    fpr, tpr = np.array(full["roc"]["fpr"]), np.array(full["roc"]["tpr"])
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    assert len(fpr) > 1_000  # enough points for the thinning to matter
+    assert abs(np.trapezoid(tpr, fpr) - metrics.roc_auc) <= EXACT
+    recall = np.array(full["pr"]["recall"])
+    assert (recall[0], full["pr"]["precision"][0], recall[-1]) == (0.0, 1.0, 1.0)
+    assert full["pr"]["precision"][-1] == pytest.approx(fine_table["pos"].sum() / (fine_table[["neg", "pos"]].sum().sum()))
+
+
+def distance_to_polyline(px, py, x, y) -> np.ndarray:
+    """The distance of each point (px, py) to the polyline through (x, y)."""
+    px, py = np.asarray(px)[:, None], np.asarray(py)[:, None]
+    x0, y0, dx, dy = np.asarray(x[:-1]), np.asarray(y[:-1]), np.diff(x), np.diff(y)
+    length2 = np.where(dx * dx + dy * dy > 0, dx * dx + dy * dy, 1.0)
+    t = np.clip(((px - x0) * dx + (py - y0) * dy) / length2, 0, 1)
+    return np.hypot(px - x0 - t * dx, py - y0 - t * dy).min(axis=1)
+
+
+def test_thinned_curves_are_small_and_keep_the_shape(fine_table: pd.DataFrame) -> None:
+    metrics = metrics_from_table(fine_table)
+    curves = metrics.curves
+    full = curves_from_table(fine_table, max_points=None)
+    roc, pr = curves["roc"], curves["pr"]
+    for xs, ys in [(roc["fpr"], roc["tpr"]), (pr["recall"], pr["precision"])]:
+        assert len(xs) == len(ys) <= 201
+        assert all(round(v, 6) == v for v in [*xs, *ys])
+    assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert (pr["recall"][0], pr["recall"][-1]) == (full["pr"]["recall"][0], full["pr"]["recall"][-1])
+    # the thinned ROC curve has (almost) the exact area, and stays close to the full curve
+    assert abs(np.trapezoid(roc["tpr"], roc["fpr"]) - metrics.roc_auc) < 1e-3
+    assert distance_to_polyline(full["roc"]["fpr"], full["roc"]["tpr"], roc["fpr"], roc["tpr"]).max() < 0.005
+    assert distance_to_polyline(full["pr"]["recall"], full["pr"]["precision"], pr["recall"], pr["precision"]).max() < 0.02
+    # kept points are points of the full curve
+    full_points = set(zip(np.round(full["roc"]["fpr"], 6), np.round(full["roc"]["tpr"], 6)))
+    assert set(zip(roc["fpr"], roc["tpr"])) <= full_points
+
+
+def test_small_curves_are_kept_whole(scored: pd.DataFrame) -> None:
+    table = table_of(scored)
+    full = curves_from_table(table, max_points=None)
+    thinned = curves_from_table(table)
+    assert len(full["roc"]["fpr"]) <= 200
+    np.testing.assert_allclose(thinned["roc"]["fpr"], full["roc"]["fpr"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(thinned["pr"]["precision"], full["pr"]["precision"], rtol=0, atol=1e-6)
+
+
+def test_metrics_with_curves_round_trip_through_the_run_store(fine_table: pd.DataFrame, tmp_path: Path) -> None:
+    metrics = metrics_from_table(fine_table).to_dict()
+    assert set(metrics["curves"]) == {"roc", "pr"}
+    with RunStore(tmp_path).start("curves", spec={}, seeds={}, versions={}, cluster={}) as run:
+        run.succeed(metrics)
+    assert RunStore(tmp_path).get(run.id).metrics == metrics
+    assert metrics_from_table(fine_table, curves=False).curves is None

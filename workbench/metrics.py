@@ -3,19 +3,28 @@
 XGBoost's distributed AUC is an approximation that depends on the number of workers. Here the
 workers reduce their ``(score, label)`` pairs to counts per distinct score, and scikit-learn computes
 ROC AUC and average precision on that table with the counts as sample weights: the same curve, the
-same ties, the same number as on the full list of predictions, with no row sent to the client.
+same ties, the same number as on the full list of predictions, with no row sent to the client. The
+ROC and precision-recall curves come from the same table, thinned to a few hundred points so that
+they fit in the run record.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import asdict, dataclass, field
 
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-__all__ = ["Metrics", "evaluate", "score_table", "metrics_from_table", "correct_probabilities"]
+__all__ = [
+    "Metrics", "evaluate", "score_table", "metrics_from_table", "curves_from_table",
+    "correct_probabilities",
+]
+
+MAX_CURVE_POINTS = 200
+CURVE_DIGITS = 6
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class Metrics:
     f1: float
     brier: float
     corrected: dict | None = field(default=None)
+    curves: dict | None = field(default=None)
 
     @property
     def confusion(self) -> np.ndarray:
@@ -54,13 +64,85 @@ def score_table(scored: dd.DataFrame, label: str = "label", score: str = "score"
     return table.sort_index().rename_axis("score").reset_index()
 
 
-def metrics_from_table(table: pd.DataFrame, threshold: float = 0.5) -> Metrics:
-    """ROC AUC, PR AUC (average precision) and the confusion matrix at ``threshold``, exactly."""
+def _weighted(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The score table as (score, label, count) triples, one per non-empty (score, label) pair."""
     scores = np.concatenate([table["score"].to_numpy(), table["score"].to_numpy()])
     labels = np.concatenate([np.zeros(len(table), dtype="int8"), np.ones(len(table), dtype="int8")])
     weights = np.concatenate([table["neg"].to_numpy(), table["pos"].to_numpy()]).astype("float64")
     keep = weights > 0
-    scores, labels, weights = scores[keep], labels[keep], weights[keep]
+    return scores[keep], labels[keep], weights[keep]
+
+
+def curves_from_table(table: pd.DataFrame, max_points: int | None = MAX_CURVE_POINTS) -> dict:
+    """The exact ROC and precision-recall curves of a score table, in order of decreasing threshold.
+
+    ``{"roc": {"fpr": [...], "tpr": [...]}, "pr": {"recall": [...], "precision": [...]}}``: the ROC
+    curve runs from (0, 0) to (1, 1), the PR curve from recall 0 (precision 1, scikit-learn's
+    convention) to recall 1. scikit-learn computes both with the counts as sample weights, as for
+    the AUCs. With ``max_points``, each curve is thinned to at most that many points, keeping the
+    first and last and, one at a time, the point farthest from the thinned curve so far (a top-down
+    Douglas-Peucker), and rounded to 6 digits; ``max_points=None`` gives the full curves unrounded.
+    """
+    scores, labels, weights = _weighted(table)
+    fpr, tpr, _ = roc_curve(labels, scores, sample_weight=weights, drop_intermediate=True)
+    precision, recall, _ = precision_recall_curve(
+        labels, scores, sample_weight=weights, drop_intermediate=True
+    )
+    roc = _thinned(fpr, tpr, max_points)
+    pr = _thinned(recall[::-1], precision[::-1], max_points)
+    return {
+        "roc": {"fpr": roc[0], "tpr": roc[1]},
+        "pr": {"recall": pr[0], "precision": pr[1]},
+    }
+
+
+def _thinned(x: np.ndarray, y: np.ndarray, max_points: int | None) -> tuple[list, list]:
+    if max_points is None:
+        return [float(v) for v in x], [float(v) for v in y]
+    keep = _simplify(np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64"), max_points)
+    return (
+        [round(float(v), CURVE_DIGITS) for v in x[keep]],
+        [round(float(v), CURVE_DIGITS) for v in y[keep]],
+    )
+
+
+def _simplify(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices of at most ``max_points`` points of the polyline (x, y) that keep its shape.
+
+    Starts from the two ends and adds, one at a time, the point farthest from the segment between
+    its kept neighbours, until ``max_points`` are kept or every other point lies on the segments.
+    """
+    n = len(x)
+    if n <= max(max_points, 2):
+        return np.arange(n)
+    heap: list[tuple[float, int, int, int]] = []
+
+    def push(i: int, j: int) -> None:
+        if j - i < 2:
+            return
+        dx, dy = x[j] - x[i], y[j] - y[i]
+        xs, ys = x[i + 1 : j] - x[i], y[i + 1 : j] - y[i]
+        length2 = dx * dx + dy * dy
+        t = np.clip((xs * dx + ys * dy) / length2, 0.0, 1.0) if length2 > 0 else 0.0
+        distance = np.hypot(xs - t * dx, ys - t * dy)
+        k = int(np.argmax(distance))
+        if distance[k] > 0:
+            heapq.heappush(heap, (-float(distance[k]), i, j, i + 1 + k))
+
+    kept = [0, n - 1]
+    push(0, n - 1)
+    while heap and len(kept) < max_points:
+        _, i, j, k = heapq.heappop(heap)
+        kept.append(k)
+        push(i, k)
+        push(k, j)
+    return np.sort(np.array(kept))
+
+
+def metrics_from_table(table: pd.DataFrame, threshold: float = 0.5, *, curves: bool = True) -> Metrics:
+    """ROC AUC, PR AUC (average precision), the confusion matrix at ``threshold`` and, with
+    ``curves``, the ROC and PR curves (see :func:`curves_from_table`), exactly."""
+    scores, labels, weights = _weighted(table)
     predicted = scores >= threshold
     tp = int(weights[predicted & (labels == 1)].sum())
     fp = int(weights[predicted & (labels == 0)].sum())
@@ -79,6 +161,7 @@ def metrics_from_table(table: pd.DataFrame, threshold: float = 0.5) -> Metrics:
         recall=recall,
         f1=2 * precision * recall / (precision + recall) if precision + recall else 0.0,
         brier=float(np.average((scores - labels) ** 2, weights=weights)),
+        curves=curves_from_table(table) if curves else None,
     )
 
 
@@ -108,7 +191,8 @@ def evaluate(
 
     With ``undersampling`` (the note :func:`workbench.undersample` leaves in ``Dataset.info``), the
     probabilities corrected for the sampling are evaluated too, under ``Metrics.corrected``. Ranking
-    metrics do not change under the correction; the confusion matrix and the Brier score do.
+    metrics and the ROC and PR curves do not change under the correction (it is strictly increasing);
+    the confusion matrix and the Brier score do.
     """
     table = score_table(scored, label=label, score=score)
     metrics = metrics_from_table(table, threshold)
@@ -119,6 +203,6 @@ def evaluate(
             table["score"], undersampling["kept_majority_fraction"], undersampling["majority_class"]
         )
     )
-    again = metrics_from_table(corrected, threshold)
+    again = metrics_from_table(corrected, threshold, curves=False)
     extra = {k: getattr(again, k) for k in ("tn", "fp", "fn", "tp", "precision", "recall", "f1", "brier")}
     return Metrics(**{**metrics.to_dict(), "corrected": extra})
