@@ -355,12 +355,12 @@ def test_an_unknown_profile_lists_the_known_ones(tmp_path, monkeypatch):
 
 def test_an_unknown_cluster_type(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    path = write(tmp_path, "# a batch cluster\ntype: slurm\ncores: 8\n", "hpc.yaml")
+    path = write(tmp_path, "# a batch cluster\ntype: torque\ncores: 8\n", "hpc.yaml")
     with pytest.raises(ConfigError) as info:
         load_profile(path)
-    assert str(info.value) == f"{path}:2: type: unknown cluster type 'slurm'; use one of: local"
-    with pytest.raises(ConfigError, match="unknown cluster type 'pbs'"):
-        load_profile({"type": "pbs"})
+    assert str(info.value) == f"{path}:2: type: unknown cluster type 'torque'; use one of: local, slurm, pbs, sge, lsf"
+    with pytest.raises(ConfigError, match="unknown cluster type 'htcondor'"):
+        load_profile({"type": "htcondor"})
 
 
 def test_an_unknown_profile_key_names_line_and_close_match(tmp_path, monkeypatch):
