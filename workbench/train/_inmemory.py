@@ -1,0 +1,67 @@
+"""Helpers of the in-memory trainers (search, ensembles): a small Dataset as one pair of numpy arrays
+held by every worker, and estimators made single-threaded."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pandas as pd
+from dask.utils import format_bytes, parse_bytes
+
+from ..data.dataset import Dataset
+from ..errors import WorkbenchError
+from ..sampling import class_counts
+
+__all__ = ["in_memory_arrays", "check_in_memory", "single_threaded"]
+
+
+def check_in_memory(data: Dataset, what: str) -> np.ndarray:
+    """Negatives and positives of ``data``; raises :class:`WorkbenchError` if its arrays would exceed
+    ``workbench.in_memory.max_bytes``."""
+    totals = class_counts(data).sum(axis=0)
+    rows = int(totals.sum())
+    size = rows * (8 * len(data.features) + 1)
+    limit = parse_bytes(dask.config.get("workbench.in_memory.max_bytes"))
+    if size > limit:
+        raise WorkbenchError(
+            f"{what} holds its data in memory, and {rows:,} rows x {len(data.features)} features is "
+            f"{format_bytes(size)}, more than workbench.in_memory.max_bytes ({format_bytes(limit)})",
+            "under-sample it first (workbench.undersample) or raise the limit with dask.config.set",
+        )
+    return totals
+
+
+def in_memory_arrays(data: Dataset, client):
+    """Futures of ``X`` (float64, NaN for missing) and ``y`` (int8), built on a worker from the
+    partitions and replicated to every worker: the data is moved once, never to the client.
+    Call :func:`check_in_memory` first."""
+    parts = data.frame[[*data.features, data.target]].to_delayed()
+    X, y = dask.delayed(_stack, nout=2, pure=True)(parts, list(data.features), data.target)
+    fx, fy = client.compute([X, y])
+    client.replicate([fx, fy])
+    return fx, fy
+
+
+def _stack(parts: list[pd.DataFrame], features: list[str], target: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = sum(len(p) for p in parts)
+    X = np.empty((rows, len(features)), dtype="float64")
+    y = np.empty(rows, dtype="int8")
+    start = 0
+    for part in parts:
+        end = start + len(part)
+        X[start:end] = part[features].to_numpy(dtype="float64", na_value=np.nan)
+        y[start:end] = part[target].to_numpy(dtype="int8")
+        start = end
+    return X, y
+
+
+def single_threaded(estimator):
+    """``estimator`` with every explicit ``n_jobs`` (other than None and 1) set to 1, in place.
+
+    The workers already run one fit per thread; a forest with ``n_jobs=-1`` inside each would
+    oversubscribe the cores. ``None`` is left alone: it means 1, and setting it makes some
+    estimators warn (LogisticRegression in scikit-learn 1.8+).
+    """
+    params = estimator.get_params(deep=True)
+    extra = {k: 1 for k, v in params.items() if (k == "n_jobs" or k.endswith("__n_jobs")) and v not in (None, 1)}
+    return estimator.set_params(**extra)
