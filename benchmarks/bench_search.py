@@ -58,17 +58,19 @@ def sample_on(client, path, ratio):
     return wb.undersample(train, ratio, seed=0).persist(client)
 
 
-def _busy_and_ours() -> tuple[float, float]:
-    """CPU seconds so far: of the whole machine (busy), and of this process and its children (the cluster)."""
+def _cpu_seconds() -> tuple[float, dict[int, float]]:
+    """CPU seconds so far: of the whole machine (busy), and of this process and each of its children
+    (the cluster's workers, joblib's worker processes), by process id."""
     import psutil
 
     machine = psutil.cpu_times()
-    busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+    busy = machine.user + machine.nice + machine.system + getattr(machine, "irq", 0.0) + \
+        getattr(machine, "softirq", 0.0) + getattr(machine, "steal", 0.0)
     me = psutil.Process()
-    ours = sum(me.cpu_times()[:2])
+    ours = {me.pid: sum(me.cpu_times()[:2])}
     for child in me.children(recursive=True):
         try:
-            ours += sum(child.cpu_times()[:2])
+            ours[child.pid] = sum(child.cpu_times()[:2])
         except psutil.NoSuchProcess:
             pass
     return busy, ours
@@ -79,13 +81,14 @@ OTHER_LOAD: dict[str, float] = {}
 
 def timed(fn, name=None):
     """Wall time of ``fn()``; notes how many cores other processes on the machine used meanwhile."""
-    busy, ours = _busy_and_ours()
+    busy, ours = _cpu_seconds()
     started = time.perf_counter()
     out = fn()
     seconds = time.perf_counter() - started
-    busy2, ours2 = _busy_and_ours()
-    if name:
-        OTHER_LOAD[name] = max(0.0, (busy2 - busy) - (ours2 - ours)) / seconds
+    busy2, ours2 = _cpu_seconds()
+    if name:  # processes of ours that ended meanwhile are not counted as ours: shut them down between contenders
+        mine = sum(cpu - ours.get(pid, 0.0) for pid, cpu in ours2.items())
+        OTHER_LOAD[name] = max(0.0, (busy2 - busy) - mine) / seconds
     return seconds, out
 
 
@@ -121,6 +124,9 @@ def main(argv=None) -> None:
                 lambda: cross_validate(estimator(), X, y, scoring=SCORING, cv=folds, n_jobs=2), "sklearn default cv")
             times["sklearn"] = times["sklearn grid"] + times["sklearn default cv"]
             best["sklearn"] = (grid_cv.best_params_, grid_cv.best_score_)
+            from joblib.externals.loky import get_reusable_executor
+
+            get_reusable_executor().shutdown(wait=True)  # joblib's idle workers would otherwise linger
             print(f"sklearn GridSearchCV(n_jobs=2)        {times['sklearn grid']:7.1f}s  best {grid_cv.best_params_} "
                   f"roc_auc {grid_cv.best_score_:.4f}", flush=True)
             print(f"  + cross_validate(default, n_jobs=2) {times['sklearn default cv']:7.1f}s  "

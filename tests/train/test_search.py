@@ -114,7 +114,7 @@ def test_without_sampling_estimators_run_single_threaded(train, client):
     result = search(RandomForestClassifier(n_estimators=5, n_jobs=-1, random_state=0), {"max_depth": [2, None]},
                     train, scoring=("roc_auc",), cv=2, compare_default=False, client=client)
     assert isinstance(result.best_estimator, RandomForestClassifier)  # no ratio: not wrapped
-    assert result.best_estimator.n_jobs == 1
+    assert result.best_estimator.n_jobs == -1  # 1 while searching; the caller's value on the result
     assert list(result.candidates["max_depth"]) in ([2, None], [None, 2])  # None stays None
     assert set(result.candidates.columns) == {"max_depth", "mean_roc_auc", "std_roc_auc", "mean_fit_time",
                                               "std_fit_time", "mean_score_time", "std_score_time", "rank"}

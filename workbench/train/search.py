@@ -9,8 +9,11 @@ a RUS sample). What it adds to plain dask-ml, each measured in ``benchmarks/benc
 - The scorers share one ``predict_proba`` per fold (dask-ml calls each scorer on its own, so two
   scores cost two predictions), and estimators train with ``n_jobs=1``: the parallelism is one
   fit per worker thread.
-- The estimator's own parameters (the "default") are cross-validated with the same folds at a lower
-  priority than the candidates, so they fill the workers while the best candidate is refitted.
+- The estimator's own parameters (the "default") are cross-validated with the same folds, submitted
+  when a worker has no candidate left and placed on such workers: they fill the wait for the last
+  candidates and run beside the refit of the best candidate, which would otherwise run alone. The
+  refit uses every worker thread of its host (joblib's threading backend, OpenMP); the model is
+  the same as a single-threaded fit.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import dask
 import numpy as np
 import pandas as pd
 from dask_ml.model_selection import GridSearchCV, RandomizedSearchCV
-from distributed import get_client
+from distributed import as_completed, get_client, get_worker
 from sklearn.base import clone
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import StratifiedKFold
@@ -94,8 +97,9 @@ def search(
     Parameters
     ----------
     estimator
-        A scikit-learn classifier. Any ``n_jobs`` parameter is set to 1: the search runs one fit
-        per worker thread.
+        A scikit-learn classifier. Any ``n_jobs`` parameter is set to 1 for the cross-validation
+        fits (the search runs one fit per worker thread); the refit uses every worker thread of
+        its host, and the refitted estimator gets the given ``n_jobs`` back.
     param_grid_or_distributions
         A grid (``kind="grid"``) or distributions (``kind="random"``), as for scikit-learn.
     kind, n_iter
@@ -119,7 +123,7 @@ def search(
     names, scorer = _scorers(estimator, scoring)
     rank_by = _rank_by(refit, names)
     _check_search_args(kind, n_iter, cv, param_grid_or_distributions)
-    model, params, user_names = _prepare(estimator, param_grid_or_distributions, ratio, seed)
+    model, params, user_names, forced = _prepare(estimator, param_grid_or_distributions, ratio, seed)
 
     started = time.perf_counter()
     totals = check_in_memory(data, "search")
@@ -147,14 +151,22 @@ def search(
         try:
             main_done = pool.submit(main.fit, Xd, yd)
             runs["candidates"].wait_submitted(main_done)
-            default_done = pool.submit(default.fit, Xd, yd) if default is not None else None
+            default_done = None
+            if default is not None:
+                # Held back until a worker thread has no candidate left, then placed on the workers
+                # that have none: they fill the wait for the last candidates and run beside the refit,
+                # which then finds the last candidate's worker free.
+                _wait_until_draining(runs["candidates"].futures, sum(client.nthreads().values()) - 1)
+                runs["default"].workers = _idle_workers(client, runs["candidates"].futures)
+                default_done = pool.submit(default.fit, Xd, yd)
             main_done.result()
             timings["search"] = time.perf_counter() - started - timings["collect"]
             table = _table(main.cv_results_, names, rank_by, user_names)
             best_model_params = main.cv_results_["params"][int(table.index[0])]
             refitted = None
             if refit:
-                refitted = client.submit(_fit, clone(model).set_params(**best_model_params), X, y,
+                best_model = clone(model).set_params(**best_model_params, **{k: None for k in forced})
+                refitted = client.submit(_refit, best_model, X, y, _threads_per_host(client),
                                          priority=_PRIORITY["refit"], pure=False)
             default_row = None
             if default_done is not None:
@@ -164,6 +176,7 @@ def search(
             best_estimator = None
             if refitted is not None:
                 best_estimator, timings["refit"] = refitted.result()
+                best_estimator.set_params(**forced)  # the n_jobs the caller gave
         except BaseException:
             for run in runs.values():
                 run.cancel()
@@ -208,7 +221,9 @@ def _prepare(estimator, params, ratio, seed):
         model = RUSClassifier(model, ratio="1:1" if ratio is None else ratio, random_state=seed)
     elif ratio is not None:
         model.set_params(ratio=ratio)
+    before = model.get_params(deep=True)
     single_threaded(model)
+    forced = {k: v for k, v in before.items() if model.get_params(deep=True)[k] != v}
     user_names: dict[str, str] = {}
 
     def translate(key: str) -> str:
@@ -220,7 +235,7 @@ def _prepare(estimator, params, ratio, seed):
         return inner
 
     translated = [{translate(k): v for k, v in grid.items()} for grid in grids]
-    return model, translated if isinstance(params, list) else translated[0], user_names
+    return model, translated if isinstance(params, list) else translated[0], user_names, forced
 
 
 def _scorers(estimator, scoring):
@@ -269,6 +284,7 @@ class _Submitter:
 
     def __init__(self, client, priority: int):
         self.client, self.priority = client, priority
+        self.workers: list[str] | None = None  # where to run (loosely: others may take over)
         self.futures: list = []
         self.submitted = threading.Event()
         self.cancelled = False
@@ -276,7 +292,8 @@ class _Submitter:
     def __call__(self, dsk, keys, **_):
         if self.cancelled:
             raise CancelledError("the search was stopped")
-        self.futures = self.client.get(dsk, keys, sync=False, priority=self.priority)
+        self.futures = self.client.get(dsk, keys, sync=False, priority=self.priority, workers=self.workers,
+                                       allow_other_workers=self.workers is not None)
         self.submitted.set()
         return self.client.gather(self.futures)
 
@@ -292,9 +309,42 @@ class _Submitter:
             self.client.cancel(self.futures)
 
 
-def _fit(model, X, y):
+def _wait_until_draining(futures: list, threads: int) -> None:
+    """Return once no more than ``threads`` of ``futures`` are unfinished (or one has failed)."""
+    remaining = len(futures)
+    if remaining <= threads:
+        return
+    for future in as_completed(futures):
+        remaining -= 1
+        if remaining <= threads or future.status != "finished":
+            return
+
+
+def _idle_workers(client, futures) -> list[str] | None:
+    """Workers running none of the unfinished ``futures`` (None: no such worker, use any)."""
+    running = {f.key for f in futures if not f.done()}
+    idle = [w for w, keys in client.processing().items() if not running.intersection(keys)]
+    return idle or None
+
+
+def _threads_per_host(client) -> dict[str, int]:
+    threads: dict[str, int] = {}
+    for info in client.scheduler_info(n_workers=-1)["workers"].values():
+        threads[info["host"]] = threads.get(info["host"], 0) + info["nthreads"]
+    return threads
+
+
+def _refit(model, X, y, threads_per_host: dict[str, int]):
+    """Fit the best candidate with every worker thread of this host: nothing else is left to run but
+    the default's last folds. joblib (forests) and OpenMP (histogram boosting, XGBoost) use them."""
+    from distributed.comm import get_address_host
+    from joblib import parallel_config
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, threads_per_host.get(get_address_host(get_worker().address), 1))
     started = time.perf_counter()
-    model.fit(X, y)
+    with parallel_config(backend="threading", n_jobs=threads), threadpool_limits(threads, user_api="openmp"):
+        model.fit(X, y)
     return model, time.perf_counter() - started
 
 
