@@ -1,12 +1,11 @@
 """A real batch system for the cluster tests: the single-node SLURM of clusters/dev/slurm-up.sh.
 
-Tests that need it fail instead of skipping when WORKBENCH_REQUIRE_SLURM=1 (which .ci/run sets),
-so CI can never pass without having run them.
+Tests that need it fail (never skip) when it is not up: tests/run starts it as root, so CI can
+never pass without having run them.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-REQUIRE = os.environ.get("WORKBENCH_REQUIRE_SLURM") == "1"
 
 
 def slurm_problem() -> str | None:
@@ -30,9 +28,7 @@ def slurm_problem() -> str | None:
 def slurm():
     problem = slurm_problem()
     if problem:
-        if REQUIRE:
-            pytest.fail(f"WORKBENCH_REQUIRE_SLURM=1 but {problem}")
-        pytest.skip(problem)
+        pytest.fail(problem)
     yield
     assert wait_queue_empty(), f"jobs left in the queue after the tests: {squeue()}"
 

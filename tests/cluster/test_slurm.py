@@ -1,7 +1,7 @@
 """Pipelines on a real SLURM: workers as batch jobs over TLS, refusals, Ctrl-C, killed workers.
 
-Needs the single-node SLURM of clusters/dev/slurm-up.sh (see conftest.py: these tests fail rather
-than skip under WORKBENCH_REQUIRE_SLURM=1).
+Needs the single-node SLURM of clusters/dev/slurm-up.sh, which tests/run starts as root (see
+conftest.py: without it these tests fail; they never skip).
 """
 
 from __future__ import annotations

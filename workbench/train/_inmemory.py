@@ -43,14 +43,21 @@ def in_memory_arrays(data: Dataset, client):
 
 
 def _stack(parts: list[pd.DataFrame], features: list[str], target: str) -> tuple[np.ndarray, np.ndarray]:
+    return stack_partitions(parts, features, target, dtype="float64", label_dtype="int8")
+
+
+def stack_partitions(parts, features, target, *, dtype, label_dtype) -> tuple[np.ndarray, np.ndarray]:
+    """One ``(rows, features)`` array and its labels from a list of partitions, column by column
+    (no intermediate copy of a whole partition in another dtype); missing values become NaN."""
     rows = sum(len(p) for p in parts)
-    X = np.empty((rows, len(features)), dtype="float64")
-    y = np.empty(rows, dtype="int8")
+    X = np.empty((rows, len(features)), dtype=dtype)
+    y = np.empty(rows, dtype=label_dtype)
     start = 0
     for part in parts:
         end = start + len(part)
-        X[start:end] = part[features].to_numpy(dtype="float64", na_value=np.nan)
-        y[start:end] = part[target].to_numpy(dtype="int8")
+        for j, name in enumerate(features):
+            X[start:end, j] = part[name].to_numpy(dtype=dtype, na_value=np.nan)
+        y[start:end] = part[target].to_numpy(dtype=label_dtype)
         start = end
     return X, y
 

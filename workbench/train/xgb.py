@@ -18,6 +18,7 @@ from xgboost import dask as dxgb
 from ..data.dataset import Dataset
 from ..errors import SamplingError, WorkbenchError, WorkbenchWarning
 from ..metrics import Metrics, evaluate
+from ._inmemory import stack_partitions
 
 __all__ = ["XGBoostResult", "train_xgboost", "predict_scores", "DEFAULT_PARAMS"]
 
@@ -269,17 +270,7 @@ def _local_matrix(parts, features, target, max_bin, nthread, memory_limit):
 
 
 def _float32_block(parts, features, target):
-    rows = sum(len(p) for p in parts)
-    X = np.empty((rows, len(features)), dtype="float32")
-    y = np.empty(rows, dtype="float32")
-    start = 0
-    for part in parts:
-        end = start + len(part)
-        for j, name in enumerate(features):
-            X[start:end, j] = part[name].to_numpy(dtype="float32", na_value=np.nan)
-        y[start:end] = part[target].to_numpy(dtype="float32")
-        start = end
-    return X, y
+    return stack_partitions(parts, features, target, dtype="float32", label_dtype="float32")
 
 
 def _scale_pos_weight(train: Dataset, value: float | str) -> float:
