@@ -1,65 +1,16 @@
-"""The ``workbench`` command: parses arguments, calls the Python API, prints. No logic of its own."""
+"""Commands of the first slice: run, data synth, runs, cluster, serve."""
 
 from __future__ import annotations
 
 import json
-import signal
-import sys
 import time
-import traceback
-import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .errors import WorkbenchError
-
-app = typer.Typer(
-    name="workbench",
-    help="Out-of-core ML on Dask for imbalanced BigQuery exports: split, RUS, XGBoost, exact AUC, recorded runs.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-data_app = typer.Typer(help="Make and inspect datasets.", no_args_is_help=True)
-runs_app = typer.Typer(help="List and show recorded runs.", invoke_without_command=True)
-cluster_app = typer.Typer(help="Inspect cluster profiles and the job scripts they submit.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-app.add_typer(runs_app, name="runs")
-app.add_typer(cluster_app, name="cluster")
-
-ClusterOption = Annotated[
-    Optional[str], typer.Option("--cluster", "-c", help="Cluster profile: a name in ./clusters/, a YAML path, or 'local'.")
-]
-WorkersOption = Annotated[Optional[int], typer.Option("--workers", "-w", help="Number of workers (overrides the profile).")]
-RunsDirOption = Annotated[Optional[Path], typer.Option("--runs-dir", help="Run store directory (default: ./runs).")]
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        from .runs import versions
-
-        typer.echo(" ".join(f"{k} {v}" for k, v in versions().items()))
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (accepted anywhere on the line).")] = False,
-    version: Annotated[
-        bool, typer.Option("--version", help="Print the versions and exit.", is_eager=True, callback=_print_version)
-    ] = False,
-):
-    """Out-of-core ML on Dask for imbalanced BigQuery exports."""
-
-
-def _echo_progress(started: float):
-    def say(message: str) -> None:
-        typer.echo(f"[{time.perf_counter() - started:7.1f}s] {message}", err=True)
-
-    return say
-
+from ._app import ClusterOption, RunsDirOption, WorkersOption, app, cluster_app, data_app, runs_app
+from ._app import echo_progress as _echo_progress
 
 @app.command()
 def run(
@@ -73,9 +24,9 @@ def run(
     runs_dir: RunsDirOption = None,
 ):
     """Run a pipeline: data → split → RUS → XGBoost → exact metrics, recorded in the run store."""
-    from .cluster import cluster as open_cluster
-    from .config import load_pipeline
-    from .pipeline import run_pipeline
+    from ..cluster import cluster as open_cluster
+    from ..config import load_pipeline
+    from ..pipeline import run_pipeline
 
     spec = load_pipeline(pipeline)
     say = _echo_progress(time.perf_counter())
@@ -130,8 +81,8 @@ def data_synth(
     workers: WorkersOption = None,
 ):
     """Write a synthetic BigQuery-shaped Bitcoin-address export, generated in parallel on a cluster."""
-    from .cluster import cluster as open_cluster
-    from .data.synth import synth_bitcoin_export
+    from ..cluster import cluster as open_cluster
+    from ..data.synth import synth_bitcoin_export
 
     say = _echo_progress(time.perf_counter())
     with open_cluster(cluster, workers=workers) as client:
@@ -155,7 +106,7 @@ def runs_list(
     ctx.obj = {"runs_dir": runs_dir}
     if ctx.invoked_subcommand is not None:
         return
-    from .runs import RunStore
+    from ..runs import RunStore
 
     store = RunStore(runs_dir)
     records = store.list(status=status, limit=limit)
@@ -184,7 +135,7 @@ def runs_show(
     runs_dir: RunsDirOption = None,
 ):
     """Show one recorded run."""
-    from .runs import RunStore
+    from ..runs import RunStore
 
     record = RunStore(runs_dir or (ctx.obj or {}).get("runs_dir")).get(run_id)
     if as_json:
@@ -210,7 +161,7 @@ def cluster_show(
     workers: WorkersOption = None,
 ):
     """Print the cluster a profile would start, without starting it."""
-    from .cluster import describe
+    from ..cluster import describe
 
     typer.echo(json.dumps(describe(profile, workers=workers), indent=2))
 
@@ -221,7 +172,7 @@ def cluster_script(
     workers: WorkersOption = None,
 ):
     """Print the job script one worker job would submit, without submitting anything."""
-    from .cluster import job_script
+    from ..cluster import job_script
 
     typer.echo(job_script(profile, workers=workers))
 
@@ -236,7 +187,7 @@ def serve(
     ] = Path("workbench-connection.json"),
 ):
     """Start a cluster and keep it up until Ctrl-C: dashboard, runs page, and a connection file."""
-    from .serve import serve as serve_cluster
+    from ..serve import serve as serve_cluster
 
     say = _echo_progress(time.perf_counter())
     say(f"starting the {cluster or 'local'} cluster" + (f" with {workers} worker(s)" if workers else ""))
@@ -245,55 +196,3 @@ def serve(
     say("stopped")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: one-line errors with exit code 2 for bad input, tracebacks only with --debug."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
-    if not debug:
-        warnings.showwarning = _show_warning
-    command = typer.main.get_command(app)
-    # SIGTERM (scancel, kill) and SIGHUP (a closed terminal) unwind like Ctrl-C, so clusters close
-    # and their batch jobs are cancelled on the way out.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
-    try:
-        returned = command.main(args=argv, prog_name="workbench", standalone_mode=False)
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        typer.echo("interrupted", err=True)
-        return 130
-    except typer.TyperException as exc:  # usage errors: click's own message, exit code 2
-        exc.show()
-        return getattr(exc, "exit_code", 2)
-    except WorkbenchError as exc:
-        if debug:
-            traceback.print_exc()
-        typer.echo(f"error: {exc}", err=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence of a command-line tool
-        if debug:
-            traceback.print_exc()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        typer.echo(f"error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
-        return 1
-    return returned if isinstance(returned, int) else 0
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    from .data.bigquery import WorkbenchWarning
-
-    if issubclass(category, WorkbenchWarning):
-        typer.echo(f"warning: {message}", err=True)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The ``workbench`` command: parses arguments, calls the Python API, prints. No logic of its own.
+
+Commands live in the modules of this package, one per area; each registers itself on ``app``.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+import warnings
+
+import typer
+
+from ..errors import WorkbenchError
+from . import core  # noqa: F401  (registers the commands)
+from ._app import app
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors with exit code 2 for bad input, tracebacks only with --debug."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if not debug:
+        warnings.showwarning = _show_warning
+    command = typer.main.get_command(app)
+    # SIGTERM (scancel, kill) and SIGHUP (a closed terminal) unwind like Ctrl-C, so clusters close
+    # and their batch jobs are cancelled on the way out.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    try:
+        returned = command.main(args=argv, prog_name="workbench", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        return 130
+    except typer.TyperException as exc:  # usage errors: click's own message, exit code 2
+        exc.show()
+        return getattr(exc, "exit_code", 2)
+    except WorkbenchError as exc:
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a command-line tool
+        if debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        typer.echo(f"error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
+        return 1
+    return returned if isinstance(returned, int) else 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from ..data.bigquery import WorkbenchWarning
+
+    if issubclass(category, WorkbenchWarning):
+        typer.echo(f"warning: {message}", err=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
