@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.runs import DEFAULT_DIR, Run, RunRecord, RunStore
+from workbench.runs import DEFAULT_DIR, SCHEMA_VERSION, Run, RunRecord, RunStore
 
 SPEC = {"name": "fraud", "model": {"max_depth": 4, "eta": 0.1}, "columns": ["a", "b"]}
 SEEDS = {"split": 0, "sampling": 1, "model": 2}
@@ -143,7 +143,7 @@ def test_reading_a_missing_or_empty_directory_creates_nothing(tmp_path: Path) ->
 def test_schema_is_versioned_and_journal_is_wal(store: RunStore) -> None:
     start(store)
     with sqlite3.connect(store.database) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
     assert set(RunRecord.__dataclass_fields__) - set(columns) == {"path"}

@@ -46,10 +46,13 @@ def run_pipeline(
     workers: int | None = None,
     runs_dir: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
+    on_run: Callable[[object], None] | None = None,
 ) -> PipelineResult:
     """Run a pipeline file (or spec) end to end and record it in the run store.
 
     ``cluster`` overrides the profile the file names; with ``client`` the run uses that cluster.
+    ``on_run`` is called with the :class:`~workbench.runs.Run` handle as soon as the run is
+    recorded as running (a sweep uses it to know the run id even if the run then fails).
     """
     if not isinstance(spec, PipelineSpec):
         spec = load_pipeline(spec)
@@ -70,6 +73,8 @@ def run_pipeline(
             versions=versions(),
             cluster={"profile": str(profile), **{k: v for k, v in info.items() if k != "dashboard"}},
         ) as run:
+            if on_run is not None:
+                on_run(run)
             result = _run(spec, client, run, say)
             record = run.succeed(result.model.metrics.to_dict())
     say(f"done in {time.perf_counter() - started:.1f}s")

@@ -68,6 +68,56 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS runs_by_created_at ON runs (created_at)",
         "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at)",
     ),
+    # Sweeps (workbench/sweep_store.py): one row per sweep, one per recorded cell (never two: the
+    # UNIQUE key), and one per attempt at a cell, with the fault that ended it.
+    (
+        """
+        CREATE TABLE IF NOT EXISTS sweeps (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            planned INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS sweep_cells (
+            sweep_id TEXT NOT NULL REFERENCES sweeps (id),
+            cell_key TEXT NOT NULL,
+            axes TEXT NOT NULL,
+            trial INTEGER NOT NULL,
+            seed INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('succeeded', 'failed')),
+            run_id TEXT,
+            attempts INTEGER NOT NULL,
+            workers INTEGER,
+            threads INTEGER,
+            rows INTEGER,
+            seconds REAL NOT NULL,
+            timings TEXT NOT NULL,
+            metrics TEXT NOT NULL,
+            versions TEXT NOT NULL,
+            faults TEXT NOT NULL,
+            error TEXT,
+            finished_at TEXT NOT NULL,
+            UNIQUE (sweep_id, cell_key)
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS sweep_attempts (
+            sweep_id TEXT NOT NULL REFERENCES sweeps (id),
+            cell_key TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            run_id TEXT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'abandoned')),
+            fault TEXT,
+            PRIMARY KEY (sweep_id, cell_key, attempt)
+        )
+        """,
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
