@@ -1,0 +1,436 @@
+"""A Zarr feature cache: the reader's normalisation done once, the features kept ready to load.
+
+:func:`build_cache` runs :func:`~workbench.data.read_bigquery_export` on the workers and writes its
+output as a Zarr (v3) group: one chunked, Blosc-compressed array per feature column, the int8
+target and each row's index in its shard. Every partition of the source starts on a chunk boundary
+(its rows are followed by unwritten padding up to the next one), so each write task owns whole
+chunks, and :func:`read_cache` gives back one Dask partition per source partition with the same
+partition keys: split, RUS and training see the same rows in the same places, and the same seed
+gives the same model and metrics as reading the Parquet.
+
+The group's attributes record what the cache was made from: every source file with its size and
+modification time, the Arrow schema, the reader's arguments and what it did. :func:`cache_status`
+compares them with the source as it is now; :func:`cache_export` rebuilds a stale cache instead of
+using it. A cache is written to a temporary directory beside its final path and renamed into place
+when complete, so a failed or interrupted build leaves no half-written cache behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import dask
+import dask.config
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import zarr
+from dask.utils import parse_bytes
+from zarr.codecs import BloscCodec, ZstdCodec
+
+from ..errors import DataError
+from .bigquery import _expand, _open, read_bigquery_export
+from .dataset import Dataset
+
+__all__ = [
+    "COMPRESSORS",
+    "build_cache",
+    "cache_export",
+    "cache_status",
+    "is_cache",
+    "load_dataset",
+    "read_cache",
+]
+
+CACHE_FORMAT = 1
+DEFAULT_COMPRESSOR = "blosc-lz4"
+MAX_CHUNK_ROWS = 1_048_576
+ATTRIBUTE = "workbench_cache"
+
+#: Compressors for numeric columns. Blosc splits each chunk into blocks and byte-shuffles them
+#: (the high bytes of nearby numbers are alike), which is what makes numeric data compress.
+COMPRESSORS: dict[str, Callable[[], list]] = {
+    "blosc-lz4": lambda: [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
+    "blosc-zstd": lambda: [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")],
+    "zstd": lambda: [ZstdCodec(level=3)],
+    "none": lambda: [],
+}
+
+
+def build_cache(
+    path: str | os.PathLike | list,
+    cache: str | os.PathLike,
+    target: str,
+    *,
+    drop: list[str] | tuple[str, ...] = (),
+    positive=None,
+    partition_size: str | int | None = None,
+    storage_options: dict | None = None,
+    compressor: str | None = None,
+    chunk_rows: int | None = None,
+    client=None,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Read a BigQuery export with :func:`read_bigquery_export` and write it as a Zarr cache.
+
+    The arguments from ``path`` to ``storage_options`` are the reader's. ``cache`` is a local (or
+    shared) directory, replaced atomically if it exists. ``compressor`` is one of
+    :data:`COMPRESSORS` (default: the Dask setting ``workbench.cache.compressor``). ``chunk_rows``
+    is the number of rows per chunk (default: the longest partition, at most
+    ``workbench.cache.max_chunk_rows``). The work runs on ``client`` (or the current Dask client).
+    Returns the cache's path.
+    """
+    say = progress or (lambda message: None)
+    final = _local_cache_path(cache)
+    compressor = compressor or dask.config.get("workbench.cache.compressor", DEFAULT_COMPRESSOR)
+    if compressor not in COMPRESSORS:
+        raise DataError(f"unknown cache compressor {compressor!r}", f"use one of {', '.join(COMPRESSORS)}")
+    partition_size = partition_size or dask.config.get("workbench.read.partition_size")
+    normalisation = _normalisation(target, drop, positive, partition_size)
+    started = time.perf_counter()
+    sources = _fingerprint(path, storage_options)
+    data = read_bigquery_export(
+        path, target, drop=list(drop), positive=positive, partition_size=partition_size,
+        storage_options=storage_options,
+    )
+    say(f"cache: reading {len(sources)} shard(s), {data.npartitions} partition(s) into {final}")
+    counts = _label_counts(data)  # one pass over the target column: partition lengths and classes
+    lengths = counts.sum(axis=1)
+    chunk = int(chunk_rows or max(1, min(int(lengths.max()), dask.config.get("workbench.cache.max_chunk_rows", MAX_CHUNK_ROWS))))
+    if chunk < 1:
+        raise DataError(f"chunk_rows must be >= 1, got {chunk_rows!r}")
+    starts = np.concatenate([[0], np.cumsum(-(-lengths // chunk) * chunk)])
+    temporary = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        _create_store(temporary, data, int(starts[-1]), chunk, compressor)
+        write = dask.delayed(_write_partition, pure=False)
+        tasks = [
+            write(part, str(temporary), data.features, data.target, int(start), int(length))
+            for part, start, length in zip(data.frame.to_delayed(), starts[:-1], lengths)
+        ]
+        written = (client.compute(tasks, sync=True) if client is not None else dask.compute(*tasks))
+        if list(written) != [int(n) for n in lengths]:
+            raise DataError("the source changed while the cache was being written", "build the cache again")
+        attrs = {
+            "format": CACHE_FORMAT,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "compressor": compressor,
+            "chunk_rows": chunk,
+            "sources": sources,
+            "schema": _schema(path, storage_options),
+            "normalisation": normalisation,
+            "target": data.target,
+            "features": list(data.features),
+            "dtypes": {name: str(dtype) for name, dtype in data.frame.dtypes.items()},
+            "partition_keys": list(data.partition_keys),
+            "starts": [int(s) for s in starts[:-1]],
+            "lengths": [int(n) for n in lengths],
+            "class_counts": counts[:, :2].tolist() if not counts[:, 2].any() else None,
+            "reader": _jsonable(data.info),
+        }
+        group = zarr.open_group(str(temporary), mode="r+")
+        group.attrs[ATTRIBUTE] = attrs
+        _replace(temporary, final)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    say(f"cache: wrote {int(lengths.sum()):,} rows, {len(data.features)} features in "
+        f"{time.perf_counter() - started:.1f}s ({_du(final) / 2**20:.1f} MiB on disk)")
+    return final
+
+
+def read_cache(cache: str | os.PathLike, *, columns: list[str] | None = None) -> Dataset:
+    """Open a Zarr cache as a lazy :class:`Dataset` with the source's partitions and keys.
+
+    ``columns`` keeps only those features. Raises ``DataError`` if ``cache`` is not a cache.
+    """
+    path = _local_cache_path(cache)
+    attrs = _attrs(path)
+    if attrs is None:
+        raise DataError(f"{path} is not a workbench Zarr cache", "build one with `workbench data cache PIPELINE`")
+    features = tuple(attrs["features"])
+    if columns is not None:
+        unknown = [c for c in columns if c not in features]
+        if unknown:
+            raise DataError(f"columns {unknown} are not features of the cache", f"features are: {', '.join(features)}")
+        features = tuple(c for c in features if c in columns)
+    dtypes = {name: attrs["dtypes"][name] for name in (*features, attrs["target"])}
+    reader = _CacheReader(str(path), dtypes, attrs["target"], {f: attrs["features"].index(f) for f in features})
+    parts = list(zip(attrs["starts"], attrs["lengths"]))
+    frame = dd.from_map(reader, parts, meta=reader.meta(), label="read-zarr-cache", enforce_metadata=False)
+    counts = attrs.get("class_counts")
+    info = {**attrs["reader"], "cache": str(path), "cache_created": attrs["created"]}
+    return Dataset(
+        frame=frame, target=attrs["target"], features=features, partition_keys=tuple(attrs["partition_keys"]),
+        class_counts=None if counts is None else np.asarray(counts, dtype="int64"), info=info,
+    )
+
+
+def cache_status(
+    cache: str | os.PathLike,
+    path: str | os.PathLike | list,
+    target: str,
+    *,
+    drop=(),
+    positive=None,
+    partition_size: str | int | None = None,
+    storage_options: dict | None = None,
+) -> str | None:
+    """Why the cache at ``cache`` cannot stand in for this read of ``path`` now, or ``None`` if it can.
+
+    Compares the source files' names, sizes and modification times and the reader's arguments with
+    what the cache recorded; lists the source but reads no data.
+    """
+    final = _local_cache_path(cache)
+    attrs = _attrs(final)
+    if attrs is None:
+        return f"no cache at {final}" if not final.exists() else f"{final} is not a workbench cache"
+    if attrs.get("format") != CACHE_FORMAT:
+        return f"the cache has format {attrs.get('format')}, this workbench writes {CACHE_FORMAT}"
+    partition_size = partition_size or dask.config.get("workbench.read.partition_size")
+    wanted = _normalisation(target, drop, positive, partition_size)
+    changed = [k for k in wanted if wanted[k] != attrs["normalisation"].get(k)]
+    if changed:
+        k = changed[0]
+        return f"{k} changed ({attrs['normalisation'].get(k)!r} -> {wanted[k]!r})"
+    now = {s["path"]: s for s in _fingerprint(path, storage_options)}
+    then = {s["path"]: s for s in attrs["sources"]}
+    added, removed = sorted(set(now) - set(then)), sorted(set(then) - set(now))
+    if added or removed:
+        what = "; ".join(x for x in (added and f"new shard(s) {_short(added)}", removed and f"shard(s) gone {_short(removed)}") if x)
+        return f"the source changed: {what}"
+    for name, entry in now.items():
+        old = then[name]
+        if entry["size"] != old["size"] or entry["modified"] != old["modified"]:
+            return (f"the source changed: {os.path.basename(name)} is now {entry['size']:,} bytes modified "
+                    f"{entry['modified']} (cached: {old['size']:,} bytes modified {old['modified']})")
+    return None
+
+
+def cache_export(
+    path: str | os.PathLike | list,
+    cache: str | os.PathLike,
+    target: str,
+    *,
+    drop=(),
+    positive=None,
+    partition_size: str | int | None = None,
+    storage_options: dict | None = None,
+    compressor: str | None = None,
+    rebuild: bool = False,
+    client=None,
+    progress: Callable[[str], None] | None = None,
+) -> Dataset:
+    """The export at ``path`` read through the cache at ``cache``: built if missing or stale, then read.
+
+    With ``rebuild=True`` the cache is rebuilt even if it is up to date.
+    """
+    say = progress or (lambda message: None)
+    kwargs = dict(drop=drop, positive=positive, partition_size=partition_size, storage_options=storage_options)
+    reason = "rebuild requested" if rebuild else cache_status(cache, path, target, **kwargs)
+    if reason is not None:
+        say(f"cache: building ({reason})")
+        build_cache(path, cache, target, compressor=compressor, client=client, progress=say, **kwargs)
+    else:
+        say(f"cache: {cache} is up to date")
+    data = read_cache(cache)
+    return data.with_frame(data.frame, data.class_counts, cache_built=reason is not None, cache_reason=reason)
+
+
+def is_cache(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a local directory holding a workbench Zarr cache."""
+    if isinstance(path, (list, tuple)) or "://" in os.fspath(path):
+        return False
+    return _attrs(Path(path)) is not None
+
+
+def load_dataset(data_spec, client=None, progress: Callable[[str], None] | None = None) -> Dataset:
+    """The :class:`Dataset` a pipeline's ``data:`` section names: through its cache, or from Parquet.
+
+    ``data.cache`` set: the cache is built or rebuilt as needed and read (:func:`cache_export`).
+    ``data.path`` a cache directory: read directly. Otherwise the Parquet export is read.
+    """
+    partition_size = data_spec.partition_size or dask.config.get("workbench.read.partition_size")
+    if getattr(data_spec, "cache", None):
+        if data_spec.keep_nested:
+            raise DataError("a Zarr cache holds numeric features only, not REPEATED/STRUCT columns",
+                            "set data.keep_nested: false or remove data.cache")
+        return cache_export(
+            data_spec.path, data_spec.cache, data_spec.target, drop=data_spec.drop, positive=data_spec.positive,
+            partition_size=partition_size, storage_options=data_spec.storage_options, client=client,
+            progress=progress,
+        )
+    if is_cache(data_spec.path):
+        data = read_cache(data_spec.path)
+        if data.target != data_spec.target:
+            raise DataError(f"the cache at {data_spec.path} has target {data.target!r}, not {data_spec.target!r}",
+                            "build a cache for this target (data.cache) or fix data.target")
+        return data
+    return read_bigquery_export(
+        data_spec.path, data_spec.target, drop=data_spec.drop, positive=data_spec.positive,
+        keep_nested=data_spec.keep_nested, partition_size=partition_size,
+        storage_options=data_spec.storage_options,
+    )
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _create_store(directory: Path, data: Dataset, rows: int, chunk: int, compressor: str) -> None:
+    group = zarr.open_group(str(directory), mode="w")
+    features = group.create_group("features")
+    for i, name in enumerate(data.features):
+        dtype = np.dtype(data.frame.dtypes[name])
+        features.create_array(
+            f"{i:04d}", shape=(rows,), chunks=(chunk,), dtype=dtype, compressors=COMPRESSORS[compressor](),
+            fill_value=0, attributes={"name": name}, dimension_names=["row"],
+        )
+    for name, dtype in (("target", "int8"), ("row", "int64")):
+        group.create_array(
+            name, shape=(rows,), chunks=(chunk,), dtype=dtype, compressors=COMPRESSORS[compressor](),
+            fill_value=0, dimension_names=["row"],
+        )
+
+
+def _write_partition(frame: pd.DataFrame, directory: str, features, target: str, start: int, length: int) -> int:
+    """Write one partition into rows ``[start, start + len(frame))`` of every array (on a worker)."""
+    if len(frame) != length:
+        return len(frame)
+    if not length:
+        return 0
+    stop = start + length
+    group = zarr.open_group(directory, mode="r+")
+    arrays = group["features"]
+    for i, name in enumerate(features):
+        arrays[f"{i:04d}"][start:stop] = frame[name].to_numpy()
+    group["target"][start:stop] = frame[target].to_numpy(dtype="int8")
+    group["row"][start:stop] = frame.index.to_numpy(dtype="int64")
+    return length
+
+
+def _label_counts(data: Dataset) -> np.ndarray:
+    from ..sampling import _count_labels
+
+    meta = pd.DataFrame({k: pd.Series([], dtype="int64") for k in ("neg", "pos", "other")})
+    parts = data.y.map_partitions(_count_labels, meta=meta).to_delayed()
+    return pd.concat(dask.compute(*parts), ignore_index=True)[["neg", "pos", "other"]].to_numpy(dtype="int64")
+
+
+def _replace(temporary: Path, final: Path) -> None:
+    """Put ``temporary`` at ``final``: renames only, so readers see the old cache or the new one."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+    os.replace(temporary, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- reading
+
+
+class _CacheReader:
+    """Reads rows ``[start, start + length)`` of a cache's arrays into a DataFrame (on the workers)."""
+
+    def __init__(self, directory: str, dtypes: dict[str, str], target: str, positions: dict[str, int]):
+        self.directory = directory
+        self.dtypes = dtypes
+        self.target = target
+        self.positions = positions
+
+    def meta(self) -> pd.DataFrame:
+        data = {name: pd.Series([], dtype=dtype) for name, dtype in self.dtypes.items()}
+        return pd.DataFrame(data, index=pd.RangeIndex(0, name="row"))
+
+    def __call__(self, part, columns=None) -> pd.DataFrame:
+        start, length = part
+        stop = start + length
+        names = [n for n in self.dtypes if columns is None or n in columns]
+        try:
+            group = zarr.open_group(self.directory, mode="r")
+            out = {}
+            for name in names:
+                array = group["target"] if name == self.target else group["features"][f"{self.positions[name]:04d}"]
+                out[name] = array[start:stop]
+            index = pd.Index(group["row"][start:stop], name="row")
+        except (FileNotFoundError, KeyError, ValueError) as exc:
+            raise DataError(f"the cache at {self.directory} is incomplete or corrupt ({exc})",
+                            "rebuild it with `workbench data cache PIPELINE --rebuild`") from None
+        return pd.DataFrame(out, index=index)[names]
+
+
+def _attrs(path: Path) -> dict | None:
+    meta = path / "zarr.json"
+    if not meta.is_file():
+        return None
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return None
+    return attrs.get(ATTRIBUTE)
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def _normalisation(target, drop, positive, partition_size) -> dict:
+    return {
+        "target": target,
+        "drop": sorted(drop),
+        "positive": positive,
+        "partition_size": int(parse_bytes(partition_size)) if isinstance(partition_size, str) else int(partition_size),
+    }
+
+
+def _fingerprint(path, storage_options) -> list[dict]:
+    """Every source file with its size and modification time (or its store's version tag)."""
+    fs, files = _expand(path, storage_options or {})
+
+    def entry(name: str) -> dict:
+        info = fs.info(name)
+        modified = next((info[k] for k in ("mtime", "updated", "LastModified", "last_modified", "ETag", "etag",
+                                            "md5Hash", "created") if info.get(k) is not None), None)
+        if hasattr(modified, "timestamp"):
+            modified = modified.timestamp()
+        return {"path": str(name), "size": int(info.get("size") or 0), "modified": _jsonable(modified)}
+
+    with ThreadPoolExecutor(max_workers=min(16, len(files))) as pool:
+        return list(pool.map(entry, files))
+
+
+def _schema(path, storage_options) -> dict[str, str]:
+    fs, files = _expand(path, storage_options or {})
+    schema = pq.read_schema(_open(fs, files[0]))
+    return {field.name: str(field.type) for field in schema}
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def _local_cache_path(cache) -> Path:
+    text = os.fspath(cache)
+    if "://" in text and not text.startswith("file://"):
+        raise DataError(
+            f"the cache {text!r} is not a local path",
+            "put the cache on a local or shared file system the workers can all reach",
+        )
+    return Path(text.removeprefix("file://")).expanduser().absolute()
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _short(names: list[str]) -> str:
+    shown = ", ".join(os.path.basename(n) for n in names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
