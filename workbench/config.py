@@ -63,6 +63,7 @@ class DataSpec(_Strict):
     storage_options: dict[str, Any] = {}
     persist: bool | Literal["auto"] = "auto"
     synth: SynthSpec | None = None
+    cache: str | None = None  # a Zarr feature cache directory: built or rebuilt from `path` when missing or stale
 
 
 class SplitSpec(_Strict):

@@ -15,7 +15,7 @@ import dask.config
 from .cluster import cluster as open_cluster
 from .cluster import cluster_summary, describe
 from .config import PipelineSpec, load_pipeline
-from .data.bigquery import read_bigquery_export
+from .data.cache import load_dataset
 from .data.dataset import Dataset
 from .runs import RunRecord, RunStore, versions
 from .sampling import split, undersample
@@ -93,12 +93,7 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
         _ensure_synthetic(data_spec, client, say)
 
     t = time.perf_counter()
-    partition_size = data_spec.partition_size or dask.config.get("workbench.read.partition_size")
-    data = read_bigquery_export(
-        data_spec.path, data_spec.target, drop=data_spec.drop, positive=data_spec.positive,
-        keep_nested=data_spec.keep_nested, partition_size=partition_size,
-        storage_options=data_spec.storage_options,
-    )
+    data = load_dataset(data_spec, client, progress=say)  # Parquet, or the Zarr cache data.cache names
     persisted = _should_persist(data, data_spec.persist, client)
     if persisted:
         data = data.persist(client)
