@@ -34,6 +34,7 @@ __all__ = [
     "job_script",
     "cluster_summary",
     "dashboard_url",
+    "scale",
 ]
 
 PROFILE_DIR = "clusters"
@@ -196,3 +197,66 @@ def cluster_summary(client) -> dict:
         "dashboard": dashboard_url(client.cluster) if client.cluster is not None else client.dashboard_link,
         "scheduler": client.scheduler.address,
     }
+
+
+def scale(client, workers: int, *, timeout: str | float | None = None) -> None:
+    """Scale the cluster behind ``client`` to exactly ``workers`` workers and wait until exactly that
+    many are connected (scaling down waits for the retired workers to leave).
+
+    A batch-system cluster submits or cancels jobs (the batch system's refusal is raised in one
+    line) and, if it replaces lost workers, keeps doing so at the new size. ``timeout`` defaults to
+    300 s for batch systems (pass the profile's ``wait_timeout``) and 120 s for local clusters.
+    """
+    import time
+
+    from dask.utils import parse_timedelta
+
+    if workers < 1:
+        raise ClusterError(f"cannot scale to {workers} workers", "ask for 1 or more workers")
+    running = client.cluster
+    connected = lambda: len(client.scheduler_info(n_workers=-1)["workers"])  # noqa: E731
+    if running is None:
+        if connected() != workers:
+            raise ClusterError(
+                f"the cluster at {client.scheduler.address} has {connected()} workers and cannot be scaled from here",
+                f"start it with {workers} workers, or let the workbench start the cluster (--cluster PROFILE)",
+            )
+        return
+    jobqueue = hasattr(running, "_dummy_job")
+    if jobqueue:
+        processes = max(1, int(running._dummy_job.worker_processes or 1))
+        if workers % processes:
+            raise ClusterError(f"{workers} workers is not a whole number of jobs of {processes} worker processes",
+                               "ask for a multiple of the profile's processes")
+        adaptive = running._adaptive is not None
+        if adaptive:
+            running._adaptive.stop()
+            running._adaptive = None
+        jobs = workers // processes
+        while len(running.worker_spec) > jobs:
+            running.worker_spec.popitem()
+        while len(running.worker_spec) < jobs:
+            running.worker_spec.update(running.new_worker_spec())
+        try:
+            running.sync(running._correct_state)
+        except RuntimeError as exc:
+            raise ClusterError(
+                f"{_jobqueue._submit_command(running)} refused the worker job: {_jobqueue._scheduler_message(exc)}",
+                "fix the profile and check with `workbench cluster script PROFILE`",
+            ) from None
+        wait = parse_timedelta(timeout or "300s")
+    else:
+        running.scale(workers)
+        wait = parse_timedelta(timeout or "120s")
+    deadline = time.monotonic() + wait
+    while connected() != workers:
+        if time.monotonic() > deadline:
+            state = _jobqueue.job_states(running.job_cls.config_name, _jobqueue.job_ids(running)) if jobqueue else ""
+            raise ClusterError(
+                f"{connected()} of {workers} workers connected after {wait:.0f}s"
+                + (f"; the batch system says: {state}" if state else ""),
+                "read the worker logs, ask for fewer resources, or raise wait_timeout",
+            )
+        time.sleep(0.1)
+    if jobqueue and adaptive:
+        running.adapt(minimum_jobs=jobs, maximum_jobs=jobs, interval="2s", wait_count=3)
