@@ -171,6 +171,13 @@ class SweepStore:
                    "seconds": cell["seconds"], "faults": "; ".join(cell["faults"]), "error": cell["error"]}
             row["workers"] = cell["workers"] if cell["workers"] is not None else cell["axes"].get("workers")
             row.update({f"{phase}_seconds": value for phase, value in cell["timings"].items()})
+            timings = cell["timings"]
+            if "train" in timings:
+                # The fit: building the matrices plus boosting (the single-worker path builds its
+                # DMatrix inside the training task, so `train` alone compares unlike work).
+                row["fit_seconds"] = timings["train"] + timings.get("dmatrix", 0.0)
+            if timings:
+                row["pipeline_seconds"] = sum(timings.values())
             row.update(cell["metrics"])
             rows.append(row)
         return rows
