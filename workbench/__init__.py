@@ -64,6 +64,22 @@ _LAZY = {
     "RunRecord": ".runs",
     "RunStore": ".runs",
     "enable_dashboard": ".dashboard",
+    "SweepSpec": ".sweep",
+    "SweepResult": ".sweep",
+    "load_sweep": ".sweep",
+    "plan_cells": ".sweep",
+    "run_sweep": ".sweep",
+    "sweep_table": ".sweep",
+    "load_results": ".analysis",
+    "anova": ".analysis",
+    "tukey": ".analysis",
+    "tukey_groups": ".analysis",
+    "speedup": ".analysis",
+    "crossover": ".analysis",
+    "effects": ".analysis",
+    "fit_ernest": ".analysis",
+    "recommend": ".analysis",
+    "write_report": ".report",
 }
 
 __all__ = sorted([

@@ -217,7 +217,7 @@ def _axis_error(loaded: LoadedSweep, loc: tuple, key: str, exc: ValidationError)
     line = next((loaded.lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in loaded.lines), None)
     where = f"{loaded.source}:{line}" if line else loaded.source
     inner = ".".join(str(p) for p in error["loc"])
-    what = ".".join(str(p) for p in loc)
+    what = ".".join(str(p) for p in loc if not isinstance(p, int)) + "".join(f"[{p}]" for p in loc if isinstance(p, int))
     return ConfigError(f"{where}: {what}: pipeline key {inner or key}: {_explain(error, PipelineSpec)}",
                        f"fix `{what}` (see docs/sweeps.md)")
 
