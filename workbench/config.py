@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import dask.config
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, WorkbenchError
 
@@ -24,6 +24,15 @@ __all__ = [
     "SplitSpec",
     "SamplingSpec",
     "ModelSpec",
+    "XGBoostModel",
+    "EstimatorSpec",
+    "SklearnModel",
+    "EnsembleModel",
+    "IncrementalModel",
+    "AveragedSGDModel",
+    "SearchModel",
+    "HyperbandModel",
+    "XGBoostHalvingModel",
     "MetricsSpec",
     "load_yaml",
     "load_pipeline",
@@ -95,7 +104,9 @@ class SamplingSpec(_Strict):
         return value
 
 
-class ModelSpec(_Strict):
+class XGBoostModel(_Strict):
+    """Distributed XGBoost (``xgboost.dask``) on the RUS sample, early stopping on the validation set."""
+
     type: Literal["xgboost"] = "xgboost"
     params: dict[str, Any] = {}
     num_boost_round: Annotated[int, Field(ge=1)] = 200
@@ -104,8 +115,165 @@ class ModelSpec(_Strict):
     seed: int = 0
 
 
+class EstimatorSpec(_Strict):
+    """A scikit-learn classifier: a class name (``RandomForestClassifier``) or a dotted path, its
+    parameters, and optional preprocessing steps in front of it (``impute``, ``scale``)."""
+
+    estimator: str
+    params: dict[str, Any] = {}
+    preprocess: list[Literal["impute", "scale"]] = []
+
+    @field_validator("estimator")
+    @classmethod
+    def _known_class(cls, value):
+        from .train.estimators import estimator_class
+
+        _as_value_error(estimator_class, value)
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _accepted(cls, value, info):
+        from .train.estimators import make_estimator
+
+        if "estimator" in info.data:  # else the estimator itself failed and says so
+            _as_value_error(make_estimator, info.data["estimator"], value)
+        return value
+
+
+def _as_value_error(function, *args):
+    """Call ``function``; a WorkbenchError becomes the ValueError pydantic reports at the key."""
+    try:
+        return function(*args)
+    except WorkbenchError as exc:
+        raise ValueError(f"{exc.problem} ({exc.fix})" if exc.fix else exc.problem) from None
+
+
+class SklearnModel(EstimatorSpec):
+    """One scikit-learn classifier fitted in memory on a worker on the RUS sample."""
+
+    type: Literal["sklearn"]
+
+
+class EnsembleModel(_Strict):
+    """Several classifiers fitted at the same time on different workers, combined by soft voting
+    and/or stacking; ``method: none`` compares the members alone."""
+
+    type: Literal["ensemble"]
+    members: dict[str, EstimatorSpec]
+    method: Literal["soft", "stacking", "both", "none"] = "both"
+    cv: Annotated[int, Field(ge=2)] = 5
+    seed: int = 0
+
+
+class IncrementalModel(EstimatorSpec):
+    """Out-of-core ``partial_fit`` training over the Parquet partitions (dask-ml ``Incremental``)."""
+
+    type: Literal["incremental"]
+    epochs: Annotated[int, Field(ge=1)] = 5
+    scale: bool = True
+    seed: int = 0
+
+
+class AveragedSGDModel(_Strict):
+    """Parallel SGD with model averaging (Zinkevich et al.): one model per worker, coefficients averaged."""
+
+    type: Literal["averaged_sgd"]
+    params: dict[str, Any] = {}
+    epochs: Annotated[int, Field(ge=1)] = 5
+    average_every_epoch: bool = True
+    scale: bool = True
+    seed: int = 0
+
+
+class SearchModel(EstimatorSpec):
+    """Grid or random search with stratified CV (dask-ml); a ``ratio`` key in the grid searches the
+    RUS ratio applied inside each training fold."""
+
+    type: Literal["search"]
+    kind: Literal["grid", "random"] = "grid"
+    grid: dict[str, Any] | list[dict[str, Any]]
+    n_iter: Annotated[int, Field(ge=1)] | None = None
+    cv: Annotated[int, Field(ge=2)] = 3
+    ratio: str | float | None = None
+    scoring: list[str] = ["roc_auc", "average_precision"]
+    refit: str = "roc_auc"
+    compare_default: bool = True
+    seed: int = 0
+
+    @field_validator("grid")
+    @classmethod
+    def _space(cls, value, info):
+        from .train.estimators import parse_search_space
+
+        _as_value_error(parse_search_space, value, info.data.get("kind", "grid"))
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.kind == "random" and self.n_iter is None:
+            raise ValueError("a random search needs n_iter (how many candidates to draw)")
+        if self.refit not in self.scoring:
+            raise ValueError(f"refit {self.refit!r} is not one of scoring {self.scoring}")
+        return self
+
+
+class HyperbandModel(EstimatorSpec):
+    """dask-ml Hyperband over a ``partial_fit`` estimator; ``max_iter`` is the most ``partial_fit``
+    calls one model gets (one per block)."""
+
+    type: Literal["hyperband"]
+    grid: dict[str, Any]
+    max_iter: Annotated[int, Field(ge=1)] = 27
+    aggressiveness: Annotated[int, Field(ge=2)] = 3
+    scale: bool = True
+    seed: int = 0
+
+    @field_validator("grid")
+    @classmethod
+    def _space(cls, value):
+        from .train.estimators import parse_search_space
+
+        _as_value_error(parse_search_space, value, "random")
+        return value
+
+
+class XGBoostHalvingModel(_Strict):
+    """Successive halving over XGBoost parameters with boosting rounds as the budget."""
+
+    type: Literal["xgboost_halving"]
+    grid: dict[str, list[Any]] | list[dict[str, Any]]
+    min_rounds: Annotated[int, Field(ge=1)] = 10
+    max_rounds: Annotated[int, Field(ge=1)] = 270
+    eta: Annotated[float, Field(gt=1)] = 3
+    seed: int = 0
+
+
+def _model_type(value) -> str:
+    if isinstance(value, dict):
+        return value.get("type", "xgboost")
+    return getattr(value, "type", "xgboost")
+
+
+ModelSpec = Annotated[
+    Annotated[XGBoostModel, Tag("xgboost")]
+    | Annotated[SklearnModel, Tag("sklearn")]
+    | Annotated[EnsembleModel, Tag("ensemble")]
+    | Annotated[IncrementalModel, Tag("incremental")]
+    | Annotated[AveragedSGDModel, Tag("averaged_sgd")]
+    | Annotated[SearchModel, Tag("search")]
+    | Annotated[HyperbandModel, Tag("hyperband")]
+    | Annotated[XGBoostHalvingModel, Tag("xgboost_halving")],
+    Discriminator(_model_type),
+]
+MODEL_TYPES = ("xgboost", "sklearn", "ensemble", "incremental", "averaged_sgd", "search", "hyperband",
+               "xgboost_halving")
+
+
 class MetricsSpec(_Strict):
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    plots: bool = True  # ROC, PR and confusion-matrix PNGs next to the run
+    importances: Annotated[int, Field(ge=0)] = 20  # top-k feature importances (table and PNG); 0: none
 
 
 class PipelineSpec(_Strict):
@@ -116,7 +284,7 @@ class PipelineSpec(_Strict):
     data: DataSpec
     split: SplitSpec = SplitSpec()
     sampling: SamplingSpec = SamplingSpec()
-    model: ModelSpec = ModelSpec()
+    model: ModelSpec = XGBoostModel()
     metrics: MetricsSpec = MetricsSpec()
     runs_dir: str | None = None
 
@@ -167,6 +335,8 @@ def validate(model: type[BaseModel], data: Any, lines: dict[tuple, int], source:
         errors = exc.errors()
         error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         loc = _data_path(data, error["loc"], keep_last=error["type"] in ("missing", "extra_forbidden"))
+        if error["type"] == "union_tag_invalid" and isinstance(_at(data, loc), dict) and "type" in _at(data, loc):
+            loc = (*loc, "type")
         line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
         key = ".".join(str(p) for p in loc) or "(top level)"
         message = _explain(error, model)
@@ -178,6 +348,8 @@ def _data_path(data, loc: tuple, keep_last: bool) -> tuple:
     """The part of a pydantic error location that names keys of the file (not union member tags)."""
     path, current = [], data
     for i, part in enumerate(loc):
+        if isinstance(current, dict) and part not in current and part in MODEL_TYPES:
+            continue  # the tag pydantic puts in the location of a discriminated union's member
         if isinstance(current, dict) and part in current:
             current = current[part]
         elif isinstance(current, list) and isinstance(part, int) and part < len(current):
@@ -188,6 +360,12 @@ def _data_path(data, loc: tuple, keep_last: bool) -> tuple:
             break
         path.append(part)
     return tuple(path)
+
+
+def _at(data, loc: tuple):
+    for part in loc:
+        data = data[part]
+    return data
 
 
 def _explain(error: dict, model: type[BaseModel]) -> str:
@@ -202,6 +380,11 @@ def _explain(error: dict, model: type[BaseModel]) -> str:
         return "unknown key" + (f" (it belongs under {home[0]!r})" if home else "")
     if error["type"] == "missing":
         return "required key is missing"
+    if error["type"] == "union_tag_invalid":
+        tag = error["ctx"]["tag"]
+        close = difflib.get_close_matches(str(tag), MODEL_TYPES, n=1)
+        return f"unknown model type {tag!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + \
+            f"; types are {', '.join(MODEL_TYPES)}"
     message = error["msg"]
     return message[len("Value error, "):] if message.startswith("Value error, ") else message
 

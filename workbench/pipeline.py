@@ -19,7 +19,7 @@ from .data.cache import load_dataset
 from .data.dataset import Dataset
 from .runs import RunRecord, RunStore, versions
 from .sampling import split, undersample
-from .train.xgb import XGBoostResult, train_xgboost
+from .train.steps import Trained, train_step
 
 __all__ = ["PipelineResult", "run_pipeline", "versions", "runs_directory"]
 
@@ -28,9 +28,18 @@ __all__ = ["PipelineResult", "run_pipeline", "versions", "runs_directory"]
 @dataclass
 class PipelineResult:
     record: RunRecord
-    model: XGBoostResult
-    train: Dataset
+    trained: Trained  # the model, its exact test metrics and what its trainer reported
+    train: Dataset  # the training set the model saw (after RUS)
     test: Dataset
+
+    @property
+    def model(self):
+        """The trainer's own result (an XGBoostResult, EnsembleResult, SearchResult, ...)."""
+        return self.trained.result
+
+    @property
+    def metrics(self):
+        return self.trained.metrics
 
 
 def runs_directory(spec: PipelineSpec | None = None, override: str | os.PathLike | None = None) -> Path:
@@ -76,9 +85,9 @@ def run_pipeline(
             if on_run is not None:
                 on_run(run)
             result = _run(spec, client, run, say)
-            record = run.succeed(result.model.metrics.to_dict())
+            record = run.succeed(result.trained.metrics.to_dict())
     say(f"done in {time.perf_counter() - started:.1f}s")
-    return PipelineResult(record=record, model=result.model, train=result.train, test=result.test)
+    return PipelineResult(record=record, trained=result.trained, train=result.train, test=result.test)
 
 
 def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
@@ -137,21 +146,54 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
         class_ratio={"before": before, "after": after},
     )
 
-    model = spec.model
-    say(f"train: xgboost, up to {model.num_boost_round} rounds"
-        + (f", early stopping after {model.early_stopping_rounds}" if model.early_stopping_rounds else ""))
-    result = train_xgboost(
-        sampled, test, valid=valid, params=model.params, num_boost_round=model.num_boost_round,
-        early_stopping_rounds=model.early_stopping_rounds if valid is not None else None,
-        scale_pos_weight=model.scale_pos_weight, seed=model.seed, threshold=spec.metrics.threshold,
-        correct_probabilities=spec.sampling.correct_probabilities, client=client,
-        on_phase=lambda phase, seconds: (timed(phase, seconds), say(f"{phase}: {seconds:.1f}s")),
-    )
-    run.log_history(result.history)
-    run.log_data(best_iteration=result.best_iteration, boosted_rounds=result.num_boosted_rounds,
-                 training_attempts=result.attempts)
-    run.save_artifact("model", "model.json", lambda path: result.booster.save_model(str(path)))
-    return PipelineResult(record=None, model=result, train=sampled, test=test)
+    trained = train_step(spec, sampled, valid, test, client=client, timed=timed, say=say)
+    run.log_history(trained.history)
+    run.log_data(model_type=trained.kind, **trained.data)
+    _save_model(run, trained)
+    _save_inspection(run, spec, trained, sampled.features, say)
+    return PipelineResult(record=None, trained=trained, train=sampled, test=test)
+
+
+def _save_model(run, trained: Trained) -> None:
+    import xgboost as xgb
+
+    from .inspect import save_model
+
+    filename = "model.json" if isinstance(trained.model, xgb.Booster) else "model.joblib"
+    run.save_artifact("model", filename, lambda path: save_model(trained.model, path))
+
+
+def _save_inspection(run, spec: PipelineSpec, trained: Trained, features, say) -> None:
+    """Feature importances (CSV and PNG), ROC, PR and confusion-matrix PNGs beside the run."""
+    from .errors import WorkbenchError
+    from .inspect import feature_importances, plot_confusion, plot_importances, plot_pr, plot_roc
+
+    if spec.metrics.importances:
+        # An ensemble has no importances of its own: those of its first member that has them stand in.
+        candidates = {trained.kind: trained.model, **(getattr(trained.result, "members", None) or {})}
+        table, of, problem = None, None, None
+        for of, model in candidates.items():
+            try:
+                table = feature_importances(model, features, top_k=spec.metrics.importances)
+                break
+            except WorkbenchError as exc:
+                problem = problem or exc.problem
+        if table is None:
+            say(f"importances: none ({problem})")
+        else:
+            run.log_data(importances_of=of)
+            run.save_artifact("importances", "importances.csv", lambda path: table.to_csv(path, index=False))
+            if spec.metrics.plots:
+                run.save_artifact("importances_png", "importances.png", lambda path: plot_importances(table, path))
+            run.log_data(importances=[{"feature": r.feature, "importance": float(r.importance), "share": float(r.share)}
+                                      for r in table.itertuples()])
+            top = ", ".join(f"{r.feature} {r.share:.0%}" for r in table.head(5).itertuples())
+            say(f"importances of {of} ({table['kind'].iloc[0]}): {top}")
+    if spec.metrics.plots:
+        compared = trained.compared or {trained.kind: trained.metrics}
+        run.save_artifact("roc_png", "roc.png", lambda path: plot_roc(compared, path))
+        run.save_artifact("pr_png", "pr.png", lambda path: plot_pr(compared, path))
+        run.save_artifact("confusion_png", "confusion.png", lambda path: plot_confusion(trained.metrics, path))
 
 
 def _ratio(data: Dataset) -> str:

@@ -49,8 +49,7 @@ def _summary(record) -> str:
     )
     lines.append(f"  class ratio   {d['class_ratio']['before']} before RUS -> {d['class_ratio']['after']} after")
     lines.append("  timings       " + "  ".join(f"{k} {v:.1f}s" for k, v in t.items()))
-    if "best_iteration" in d:
-        lines.append(f"  model         {d['best_iteration'] + 1} trees kept (best validation round) of {d['boosted_rounds']} trained")
+    lines.extend(_model_lines(d))
     lines.append(f"  ROC AUC       {m['roc_auc']:.4f}  (exact, on {m['n']:,} held-out test rows)")
     lines.append(f"  PR AUC        {m['pr_auc']:.4f}  (average precision)")
     lines.append(
@@ -63,8 +62,44 @@ def _summary(record) -> str:
             f"  corrected     for RUS (Dal Pozzolo): tn {c['tn']:,}  fp {c['fp']:,}  fn {c['fn']:,}  tp {c['tp']:,}"
             f"  (precision {c['precision']:.3f}, recall {c['recall']:.3f})"
         )
-    lines.append(f"  recorded in   {Path(record.path).parent / 'runs.sqlite'}  (model: {Path(record.path) / 'model.json'})")
+    model = record.artifacts.get("model")
+    lines.append(f"  recorded in   {Path(record.path).parent / 'runs.sqlite'}"
+                 + (f"  (model: {Path(record.path) / model})" if model else ""))
+    plots = [name for name in ("pr_png", "roc_png", "confusion_png", "importances_png") if name in record.artifacts]
+    if plots:
+        lines.append(f"  plots         {', '.join(Path(record.artifacts[n]).name for n in plots)} in {record.path}")
     return "\n".join(lines)
+
+
+def _model_lines(d: dict) -> list[str]:
+    """What the model type adds to the summary: trees kept, members, search winners, epochs."""
+    lines = []
+    kind = d.get("model_type", "xgboost")
+    if "best_iteration" in d:
+        lines.append(f"  model         xgboost: {d['best_iteration'] + 1} trees kept (best validation round) "
+                     f"of {d['boosted_rounds']} trained")
+    if "models" in d:
+        lines.append(f"  model         {kind}; test scores of every model (the run's metrics are {d['primary']!r}'s):")
+        for name, row in d["models"].items():
+            fit = f"  fit {row['fit_seconds']:.1f}s" if row.get("fit_seconds") is not None else ""
+            lines.append(f"    {name:<18} ROC AUC {row['roc_auc']:.4f}  PR AUC {row['pr_auc']:.4f}{fit}")
+        t = d.get("ensemble_timings", {})
+        if t.get("parallel"):
+            lines.append(f"  in parallel   {t['parallel']:.1f}s wall for {t['serial']:.1f}s of fits "
+                         f"({t['serial'] / t['parallel']:.2f}x)")
+    if "best_params" in d:
+        lines.append(f"  model         {kind}: best " + ", ".join(f"{k}={v!r}" for k, v in d["best_params"].items())
+                     + f" of {len(d.get('candidates', []))} candidate rows")
+    if "best_vs_default" in d:
+        for row, values in d["best_vs_default"].items():
+            scores = "  ".join(f"{k[5:]} {v:.4f}" for k, v in values.items() if k.startswith("mean_") and k != "mean_fit_time")
+            lines.append(f"    {row:<8} CV {scores}  fit {values.get('mean_fit_time', float('nan')):.2f}s/fold")
+        lines.append(f"  tuning        {d['tuning_seconds']:.1f}s")
+    if "epochs" in d:
+        h = d["epochs"]
+        lines.append(f"  model         {kind}: {len(h['epoch'])} epoch(s); test ROC AUC by epoch "
+                     + " ".join(f"{v:.4f}" for v in h["roc_auc"]))
+    return lines
 
 
 @data_app.command("synth")

@@ -34,7 +34,7 @@ from ._inmemory import check_in_memory, in_memory_arrays, single_threaded
 
 __all__ = ["EnsembleResult", "train_ensemble"]
 
-METHODS = ("soft", "stacking", "both")
+METHODS = ("soft", "stacking", "both", "none")
 
 
 @dataclass
@@ -80,7 +80,8 @@ def train_ensemble(
         parameter set to 1 (the members run side by side, one per worker thread). Member ``i`` is
         placed on worker ``i mod n_workers`` (workers sorted by address).
     method
-        ``"soft"``, ``"stacking"`` or ``"both"``.
+        ``"soft"``, ``"stacking"`` or ``"both"``; ``"none"`` fits and scores the members only (a
+        side-by-side comparison of classifiers trained at the same time).
     cv
         Folds of ``StratifiedKFold(shuffle=True, random_state=seed)`` for the out-of-fold
         probabilities the stacking meta-learner (``LogisticRegression``) is trained on.
@@ -151,7 +152,7 @@ def train_ensemble(
 
 def _check_args(members, train, test, method, cv) -> None:
     if method not in METHODS:
-        raise WorkbenchError(f"method {method!r} is not an ensemble method", "use 'soft', 'stacking' or 'both'")
+        raise WorkbenchError(f"method {method!r} is not an ensemble method", "use 'soft', 'stacking', 'both' or 'none'")
     if not isinstance(members, dict) or not members:
         raise WorkbenchError("train_ensemble needs members", "pass a dict of name -> scikit-learn classifier")
     for name, est in members.items():

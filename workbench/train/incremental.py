@@ -286,12 +286,14 @@ def _score_method(model) -> str:
 
 
 def _score_partition(df: pd.DataFrame, model, features, target, method) -> pd.DataFrame:
+    # Models fitted on arrays get an array (NaN for missing values), models fitted on frames a frame.
+    X = df[features] if hasattr(model, "feature_names_in_") else df[features].to_numpy("float64", na_value=np.nan)
     if len(df) == 0:
         scores = np.empty(0, dtype="float64")
     elif method == "predict_proba":
-        scores = model.predict_proba(df[features])[:, list(model.classes_).index(1)]
+        scores = model.predict_proba(X)[:, list(model.classes_).index(1)]
     else:
-        scores = model.decision_function(df[features])
+        scores = model.decision_function(X)
     return pd.DataFrame(
         {"label": df[target].to_numpy(dtype="int8"), "score": np.asarray(scores, dtype="float64")}, index=df.index
     )
