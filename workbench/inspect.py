@@ -230,7 +230,7 @@ def predict_to_parquet(model, data: Dataset, out_dir, client=None, *, overwrite:
     client = client or get_client()
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise WorkbenchError(f"{out} is not empty", "choose another directory or pass overwrite=True")
+        raise WorkbenchError(f"{out} is not empty", "choose another directory, or replace its files with overwrite=True (--overwrite)")
     if hasattr(model, "booster") and isinstance(model.booster, xgb.Booster):
         model = model.booster
     target = data.target if data.target in data.frame.columns else None

@@ -102,6 +102,35 @@ def _model_lines(d: dict) -> list[str]:
     return lines
 
 
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="A recorded run's id (or prefix), or a model file (.json / .joblib).")],
+    data: Annotated[str, typer.Argument(help="The export to score: a Parquet file, glob or directory (fsspec URLs too).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the Parquet files of scores.")] = Path("predictions"),
+    target: Annotated[Optional[str], typer.Option(help="Label column, if the data has one (default: the run's).")] = None,
+    drop: Annotated[Optional[list[str]], typer.Option(help="Columns not to read (default: the run's).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the files in a non-empty OUT.")] = False,
+    runs_dir: RunsDirOption = None,
+    cluster: ClusterOption = None,
+    workers: WorkersOption = None,
+):
+    """Score an export with a trained model, out of core: one Parquet file of scores per partition."""
+    from ..cluster import cluster as open_cluster
+    from ..predict import predict as predict_export
+
+    say = _echo_progress(time.perf_counter())
+    with open_cluster(cluster, workers=workers) as client:
+        say(f"scoring {data} with {model}")
+        result = predict_export(model, data, out, target=target, drop=drop, runs_dir=runs_dir,
+                                overwrite=overwrite, client=client)
+    source = f"run {result.run_id} ({result.model})" if result.run_id else result.model
+    typer.echo(f"scored {result.rows:,} rows with {source}")
+    typer.echo(f"  written to    {result.out}/  (columns: row, score" + (f", {result.target})" if result.metrics else ")"))
+    if result.metrics:
+        m = result.metrics
+        typer.echo(f"  ROC AUC       {m.roc_auc:.4f}  PR AUC {m.pr_auc:.4f}  (exact, the data has labels)")
+
+
 @data_app.command("synth")
 def data_synth(
     out: Annotated[Path, typer.Argument(help="Output directory for the Parquet shards.")],

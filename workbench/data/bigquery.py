@@ -45,7 +45,7 @@ class _Column:
 
 def read_bigquery_export(
     path: str | os.PathLike | list,
-    target: str,
+    target: str | None,
     *,
     drop: list[str] | tuple[str, ...] = (),
     positive=None,
@@ -61,7 +61,8 @@ def read_bigquery_export(
         A file, a glob (``exports/btc-*.parquet``), a directory of shards, or a list of these;
         fsspec URLs (``gs://``, ``s3://``) work when the matching fsspec package is installed.
     target
-        The label column. BOOL, INT64 and STRING labels become int8 0/1.
+        The label column. BOOL, INT64 and STRING labels become int8 0/1; rows whose label is null
+        are left out. ``None``: unlabelled data (to score with a trained model), features only.
     drop
         Columns never to read (ids, leaky columns).
     positive
@@ -82,7 +83,7 @@ def read_bigquery_export(
     missing = [c for c in drop if c not in every_name]
     if missing:
         raise DataError(f"cannot drop {missing}: not columns of the export", f"columns are: {_names(schema.names)}")
-    if target not in schema.names:
+    if target is not None and target not in schema.names:
         raise DataError(
             f"target column {target!r} is not in the export",
             f"pass the label column as target (columns are: {_names(schema.names)})",
@@ -100,8 +101,8 @@ def read_bigquery_export(
             WorkbenchWarning,
             stacklevel=2,
         )
-    target_kind = _kind(schema.field(target).type)
-    if target_kind not in {"bool", "int", "float", "decimal", "string"}:
+    target_kind = _kind(schema.field(target).type) if target is not None else None
+    if target is not None and target_kind not in {"bool", "int", "float", "decimal", "string"}:
         raise DataError(
             f"target column {target!r} has type {schema.field(target).type}, not BOOL, INT64, FLOAT64, NUMERIC or STRING",
             "choose a label column of one of those types",
@@ -110,14 +111,15 @@ def read_bigquery_export(
         raise DataError(f"positive={positive!r} is not a BOOL value for target {target!r}", "use true or false")
 
     partition_size = partition_size or dask.config.get("workbench.read.partition_size")
-    parts, keys = _plan_partitions(files, footers, [c.name for c in columns] + [target], parse_bytes(partition_size))
+    parts, keys = _plan_partitions(files, footers, [c.name for c in columns] + ([target] if target else []),
+                                   parse_bytes(partition_size))
     reader = _PartitionReader(fs, tuple(columns), target, positive, target_kind)
     frame = dd.from_map(reader, parts, meta=reader.meta(), label="read-bigquery-export", enforce_metadata=False)
     if unknown_nulls:
         # Shards written without statistics: one pass over just those columns, on the workers,
         # decides which are all null and which integer columns can stay int64.
-        non_null = frame[[*unknown_nulls, target]].count().compute()
-        rows = int(non_null[target])
+        non_null = frame[[*unknown_nulls, *([target] if target else [])]].count().compute()
+        rows = int(non_null[target]) if target else total_rows
         excluded.update({name: "all values null" for name in unknown_nulls if non_null[name] == 0})
         columns = [
             _Column(c.name, c.kind, _dtype(c.kind, rows - int(non_null[c.name]))) if c.name in unknown_nulls else c
@@ -131,7 +133,7 @@ def read_bigquery_export(
         "source": [str(p) for p in (path if isinstance(path, list) else [path])],
         "files": len(files),
         "rows_in_files": total_rows,
-        "rows_with_null_target": null_counts.get(target),  # None: shards without statistics
+        "rows_with_null_target": null_counts.get(target) if target else 0,  # None: shards without statistics
         "excluded": excluded,
         "conversions": {c.name: f"{c.kind} -> {c.dtype}" for c in columns if c.kind not in {"int", "float"}},
         "target_kind": target_kind,
@@ -372,13 +374,15 @@ class _PartitionReader:
 
     def meta(self) -> pd.DataFrame:
         data = {c.name: pd.Series([], dtype=c.dtype) for c in self.columns}
-        data[self.target] = pd.Series([], dtype="int8")
+        if self.target is not None:
+            data[self.target] = pd.Series([], dtype="int8")
         return pd.DataFrame(data, index=pd.RangeIndex(0, name="row"))
 
     def __call__(self, part, columns=None) -> pd.DataFrame:
         path, row_groups, first_row = part
         wanted = [c for c in self.columns if columns is None or c.name in columns]
-        read = [c.name for c in wanted] + [self.target]
+        labels = [self.target] if self.target is not None else []
+        read = [c.name for c in wanted] + labels
         try:
             table = pq.ParquetFile(_open(self.fs, path)).read_row_groups(list(row_groups), columns=read)
         except (pa.ArrowInvalid, OSError) as exc:
@@ -388,16 +392,18 @@ class _PartitionReader:
             ) from None
         # The index is each row's position in its shard, so results can be joined back to the source.
         index = pd.RangeIndex(first_row, first_row + table.num_rows, name="row")
-        label = table.column(self.target)
-        if label.null_count:
+        out = {}
+        label = table.column(self.target) if labels else None
+        if label is not None and label.null_count:
             keep = pc.is_valid(label)
             table = table.filter(keep)
             index = index[keep.to_numpy(zero_copy_only=False)]
             label = table.column(self.target)
         out = {c.name: _to_pandas(table.column(c.name), c) for c in wanted}
-        out[self.target] = _target_to_01(label, self.target_kind, self.positive)
+        if label is not None:
+            out[self.target] = _target_to_01(label, self.target_kind, self.positive)
         frame = pd.DataFrame(out, index=index)
-        order = [c.name for c in wanted] + [self.target]
+        order = [c.name for c in wanted] + labels
         if columns is not None:
             order = [c for c in order if c in columns]
         return frame[order]

@@ -1,0 +1,114 @@
+"""Scoring new data with a trained model: a recorded run (by id) or a model file, an export read with
+the same reader settings, and predictions written as Parquet out of core."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .data.bigquery import read_bigquery_export
+from .errors import DataError, WorkbenchError
+from .inspect import load_model, predict_to_parquet
+from .metrics import Metrics, evaluate
+from .runs import RunStore
+
+__all__ = ["Prediction", "predict"]
+
+
+@dataclass
+class Prediction:
+    out: str  # the directory of Parquet files: row (index), score, and the label if the data has one
+    rows: int
+    model: str  # the model file used
+    run_id: str | None  # the run it came from, if it was named by run id
+    target: str | None  # the label column written beside the scores, None for unlabelled data
+    metrics: Metrics | None  # exact metrics when the data carries the target
+
+
+def predict(
+    model: str | os.PathLike,
+    data: str | os.PathLike | list,
+    out: str | os.PathLike,
+    *,
+    target: str | None = None,
+    drop: list[str] | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    threshold: float = 0.5,
+    client=None,
+) -> Prediction:
+    """Score every row of the export at ``data`` with ``model`` and write the scores to ``out``.
+
+    ``model`` is a model file (``.json`` for XGBoost, ``.joblib`` for scikit-learn models) or the id
+    (or a unique prefix) of a recorded run: then its saved model, its target, dropped columns,
+    positive label and feature list are used. If the data has the target column, the exact ROC AUC
+    and PR AUC of the scores are returned as well; without it, the data is scored unlabelled.
+    """
+    from distributed import get_client
+
+    client = client or get_client()
+    run_id, model_file, settings = _resolve(model, runs_dir)
+    target = target or settings.get("target")
+    drop = list(drop if drop is not None else settings.get("drop", []))
+    dataset = _read(data, target, drop, settings)
+    features = settings.get("features")
+    if features:
+        missing = [f for f in features if f not in dataset.features]
+        if missing:
+            raise DataError(f"the data lacks feature(s) {missing} the model was trained on",
+                            "score an export with the training data's columns")
+        dataset = replace(dataset, features=tuple(features))
+    fitted = load_model(model_file)
+    _check_width(fitted, dataset.features, model_file)
+    written = predict_to_parquet(fitted, dataset, out, client=client, overwrite=overwrite)
+    import dask.dataframe as dd
+
+    scored = dd.read_parquet(written)
+    rows = int(scored.map_partitions(len).sum().compute())
+    metrics = None
+    if dataset.target is not None and dataset.target in scored.columns:
+        metrics = evaluate(scored.rename(columns={dataset.target: "label"}), threshold)
+    return Prediction(out=written, rows=rows, model=str(model_file), run_id=run_id,
+                      target=dataset.target if metrics is not None else None, metrics=metrics)
+
+
+def _resolve(model, runs_dir) -> tuple[str | None, Path, dict]:
+    path = Path(model)
+    if path.is_file():
+        return None, path, {}
+    if path.suffix in (".json", ".joblib") or os.sep in str(model):
+        raise WorkbenchError(f"no model file at {path}", "give a model file or the id of a recorded run")
+    record = RunStore(runs_dir).get(str(model))
+    if record.status != "succeeded":
+        raise WorkbenchError(f"run {record.id} {record.status}: it has no trained model",
+                             "name a run that succeeded (workbench runs)")
+    relative = record.artifacts.get("model")
+    if not relative:
+        raise WorkbenchError(f"run {record.id} saved no model", "name another run (workbench runs)")
+    data = record.spec.get("data", {})
+    settings = {"target": data.get("target"), "drop": data.get("drop", []), "positive": data.get("positive"),
+                "keep_nested": data.get("keep_nested", False), "features": record.data.get("features")}
+    return record.id, Path(record.path) / relative, settings
+
+
+def _read(data, target, drop, settings):
+    """The export with the model's reader settings; unlabelled if it has no ``target`` column."""
+    try:
+        return read_bigquery_export(data, target, drop=drop, positive=settings.get("positive"),
+                                    keep_nested=settings.get("keep_nested", False))
+    except DataError as exc:
+        if target is None or f"target column {target!r} is not in the export" not in exc.problem:
+            raise
+    return read_bigquery_export(data, None, drop=drop, keep_nested=settings.get("keep_nested", False))
+
+
+def _check_width(model, features, model_file) -> None:
+    import xgboost as xgb
+
+    expected = model.num_features() if isinstance(model, xgb.Booster) else getattr(model, "n_features_in_", None)
+    if expected is not None and expected != len(features):
+        raise DataError(
+            f"{model_file} takes {expected} features but the data has {len(features)} ({', '.join(features)})",
+            "read the data with the training run's settings: pass its run id as MODEL, or --drop the extra columns",
+        )
