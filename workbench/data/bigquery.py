@@ -25,6 +25,7 @@ from dask.utils import parse_bytes
 
 from ..errors import DataError, WorkbenchWarning
 from .dataset import Dataset
+from .remote import bucket_of, is_remote, missing_bucket_error, storage_error
 
 __all__ = ["read_bigquery_export", "WorkbenchWarning", "TRUE_STRINGS", "FALSE_STRINGS"]
 
@@ -167,10 +168,19 @@ def _expand(path, storage_options: dict):
                 found = parquet or found  # BigQuery shards may be exported without an extension
             else:
                 found = fs.glob(p) if any(ch in p for ch in "*?[") else ([p] if fs.exists(p) else [])
-        except (PermissionError, OSError) as exc:
-            raise DataError(f"cannot list {p!r}: {exc}", "check the path and your credentials") from None
+        except Exception as exc:  # noqa: BLE001 - object stores raise their own exception types
+            known = storage_error(exc, p)
+            if known is not None and known.problem.startswith("permission denied") and not _bucket_exists(fs, p):
+                known = missing_bucket_error(p)  # a store may refuse a bucket that does not exist
+            if known is not None:
+                raise known from None
+            if isinstance(exc, OSError):
+                raise DataError(f"cannot list {p!r}: {exc}", "check the path and your credentials") from None
+            raise
         files.extend(f for f in found if not fs.isdir(f))
     if not files:
+        if is_remote(paths[0]) and not _bucket_exists(fs, paths[0]):
+            raise missing_bucket_error(paths[0])
         raise DataError(
             f"no Parquet files found at {', '.join(repr(p) for p in paths)}",
             "check the path; a file, a glob like 'exports/btc-*.parquet' or a directory of shards is accepted",
@@ -179,6 +189,18 @@ def _expand(path, storage_options: dict):
     if protocol not in ("file", "local"):
         files = [fs.unstrip_protocol(f) if "://" not in f else f for f in files]
     return fs, sorted(set(files))
+
+
+def _bucket_exists(fs, url: str) -> bool:
+    """False only when the store says the bucket is not there (a refusal is not an answer)."""
+    try:
+        fs.invalidate_cache()
+        fs.ls(bucket_of(url), detail=False)  # HEAD on a bucket is refused by some stores whether or not it exists
+    except FileNotFoundError:
+        return False
+    except Exception:  # noqa: BLE001 - cannot tell: let the caller report what it saw
+        return True
+    return True
 
 
 def _open(fs, path: str):
@@ -190,6 +212,9 @@ def _read_footer(fs, path: str) -> pq.FileMetaData:
     try:
         return pq.read_metadata(_open(fs, path))
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        known = storage_error(exc, path)
+        if known is not None:
+            raise known from None
         raise DataError(
             f"{os.path.basename(path)} is not a readable Parquet file ({str(exc).splitlines()[0]})",
             "re-export or remove the file (a truncated upload is the usual cause)",
@@ -386,6 +411,9 @@ class _PartitionReader:
         try:
             table = pq.ParquetFile(_open(self.fs, path)).read_row_groups(list(row_groups), columns=read)
         except (pa.ArrowInvalid, OSError) as exc:
+            known = storage_error(exc, path)
+            if known is not None:
+                raise known from None
             raise DataError(
                 f"{os.path.basename(path)} is corrupt ({str(exc).splitlines()[0]})",
                 "re-export or remove the file",
