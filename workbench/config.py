@@ -162,6 +162,7 @@ class SklearnModel(EstimatorSpec):
     """One scikit-learn classifier fitted in memory on a worker on the RUS sample."""
 
     type: Literal["sklearn"]
+    seed: int = 0
 
 
 class EnsembleModel(_Strict):

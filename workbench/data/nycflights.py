@@ -73,7 +73,7 @@ def _flights_with_weather(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.Da
         "flight_id": frame["rownames"].astype("int64"),
         "cancelled": frame["dep_time"].isna(),
         "time_hour": frame["time_hour"].dt.tz_localize(None),  # BigQuery TIMESTAMP: UTC, written without a zone
-        "day_of_week": local.dt.dayofweek.astype("int64"),
+        "day_of_week": local.dt.day_of_week.astype("int64"),
         "sched_dep_time": frame["sched_dep_time"].astype("int64"),
         "sched_arr_time": frame["sched_arr_time"].astype("int64"),
         "hour": frame["hour"].astype("int64"),

@@ -70,7 +70,7 @@ def _sklearn(spec, model: SklearnModel, train, valid, test, client, timed, say) 
     name = _short_name(model.estimator)
     say(f"train: {name} in memory on a worker ({train.n_rows:,} rows)")
     return _ensemble(spec, EnsembleModel(type="ensemble", members={name: model.model_dump(include={
-        "estimator", "params", "preprocess"})}, method="none", seed=0), train, valid, test, client, timed,
+        "estimator", "params", "preprocess"})}, method="none", seed=model.seed), train, valid, test, client, timed,
         say, quiet=True)
 
 
