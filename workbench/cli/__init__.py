@@ -14,6 +14,7 @@ import typer
 
 from ..errors import WorkbenchError
 from . import core  # noqa: F401  (registers the commands)
+from . import data  # noqa: F401  (data cache, data inspect, data export-bigquery, bench-io)
 from . import sweep as _sweep  # noqa: F401  (registers sweep, sweeps, report, recommend)
 from ._app import app
 

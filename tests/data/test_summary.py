@@ -1,0 +1,86 @@
+"""``workbench data inspect``: an export with every BigQuery type, counted on the workers."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import workbench as wb
+from workbench.data.summary import format_summary, summarize_export
+
+from .test_bigquery import all_types_table, write_shards
+
+EXPECTED = {  # column: (BigQuery type, feature after normalisation)
+    "id": ("INT64", "int64"),
+    "big_int": ("INT64", "int64"),
+    "amount": ("FLOAT64", "float64"),
+    "flag": ("BOOL", "int8"),
+    "price": ("NUMERIC", "float64"),
+    "huge": ("BIGNUMERIC", "float64"),
+    "ts": ("TIMESTAMP/DATETIME", "float64"),
+    "local_dt": ("TIMESTAMP/DATETIME", "float64"),
+    "day": ("DATE", "float64"),
+    "clock": ("TIME", "float64"),
+    "address": ("STRING", "not a feature: string (id/text column, not a feature)"),
+    "raw": ("BYTES", "not a feature: binary (id/text column, not a feature)"),
+    "tags": ("REPEATED INT64", "not a feature: REPEATED/STRUCT (not a feature)"),
+    "inputs": ("STRUCT", "not a feature: REPEATED/STRUCT (not a feature)"),
+    "always_null": ("(all null)", "not a feature: all values null"),
+    "never_set": ("INT64", "not a feature: all values null"),
+    "fee": ("INT64", "float64"),
+    "is_miner": ("BOOL", "target -> int8 0/1"),
+}
+
+
+@pytest.fixture
+def every_type(tmp_path):
+    directory = tmp_path / "export"
+    tables = [all_types_table(list(range(0, 40))), all_types_table(list(range(40, 100)))]
+    write_shards(directory, tables, row_group_size=20)
+    return directory
+
+
+def test_every_bigquery_type_is_described(client, every_type):
+    seen = []
+    summary = summarize_export(every_type, target="is_miner", client=client, progress=lambda d, t: seen.append((d, t)))
+    assert (summary["shards"], summary["rows"]) == (2, 100)
+    assert summary["bytes"] == sum(p.stat().st_size for p in every_type.iterdir())
+    assert seen[0] == (0, summary["partitions"]) and seen[-1] == (summary["partitions"],) * 2
+    columns = {c["name"]: c for c in summary["columns"]}
+    assert {name: (c["bigquery"], c["feature"]) for name, c in columns.items()} == EXPECTED
+    assert columns["price"]["arrow"] == "decimal128(38, 9)" and columns["huge"]["arrow"] == "decimal256(76, 38)"
+    # null fractions counted in the data: fee is null for i % 4 == 1, tags for i % 5 == 0
+    assert columns["fee"]["null_fraction"] == 0.25 and columns["tags"]["null_fraction"] == 0.2
+    assert columns["never_set"]["null_fraction"] == 1.0 and columns["id"]["nulls"] == 0
+    t = summary["target"]
+    assert (t["positive"], t["negative"], t["neither"], t["null"]) == (10, 90, 0, 0)
+    assert t["values"] == {"False": 90, "True": 10}
+    text = format_summary(summary)
+    assert "2 shard(s), 100 rows" in text and "class ratio 1:9.0" in text
+    assert "huge" in text and "BIGNUMERIC" in text
+
+
+def test_a_string_target_shows_the_values_that_are_neither_class(client, tmp_path):
+    table = pa.table({"x": pa.array(range(8)), "label": pa.array(["yes", "no", "no", "maybe", None, "no", "YES", "no"])})
+    (tmp_path / "e").mkdir()
+    pq.write_table(table, tmp_path / "e" / "t-000000000000.parquet")
+    t = summarize_export(tmp_path / "e", target="label", client=client)["target"]
+    assert (t["positive"], t["negative"], t["neither"], t["null"]) == (2, 4, 1, 1)
+
+
+def test_data_inspect_command(client, every_type):
+    proc = subprocess.run(
+        ["workbench", "data", "inspect", str(every_type), "--target", "is_miner", "--connect", client.scheduler.address],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "2 shard(s), 100 rows" in proc.stdout and "TIMESTAMP/DATETIME" in proc.stdout
+    assert "inspect [" in proc.stderr and "partitions" in proc.stderr  # the progress bar
+
+
+def test_a_missing_target_is_one_line(every_type):
+    with pytest.raises(wb.DataError, match="target column 'nope' is not in the export"):
+        summarize_export(every_type, target="nope")

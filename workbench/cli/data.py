@@ -1,0 +1,157 @@
+"""Data-engineering commands: data cache, data inspect, data export-bigquery, bench-io."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import ClusterOption, RunsDirOption, WorkersOption, app, data_app
+from ._app import echo_progress as _echo_progress
+
+ConnectOption = Annotated[
+    Optional[str],
+    typer.Option("--connect", help="A running cluster: a scheduler address or the connection file `workbench serve` wrote."),
+]
+
+
+@contextmanager
+def _cluster(cluster, workers, connect):
+    from ..cluster import cluster as open_cluster
+
+    with (open_cluster(address=connect) if connect else open_cluster(cluster, workers=workers)) as client:
+        yield client
+
+
+@data_app.command("cache")
+def data_cache(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file whose data section names the export (and data.cache).")],
+    to: Annotated[Optional[Path], typer.Option("--to", help="Cache directory (default: the pipeline's data.cache).")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild even if the cache is up to date.")] = False,
+    compressor: Annotated[Optional[str], typer.Option(help="blosc-lz4 (default), blosc-zstd, zstd or none.")] = None,
+    cluster: ClusterOption = None,
+    workers: WorkersOption = None,
+    connect: ConnectOption = None,
+):
+    """Normalise a pipeline's export once and keep it as a Zarr feature cache; rebuilt when stale."""
+    from ..config import load_pipeline
+    from ..data.cache import build_cache, cache_status, read_cache
+    from ..errors import DataError
+
+    spec = load_pipeline(pipeline)
+    data = spec.data
+    target = to or data.cache
+    if target is None:
+        raise DataError(f"{pipeline} names no cache", "add `cache: <directory>` to its data section, or pass --to DIR")
+    if data.keep_nested:
+        raise DataError("a Zarr cache holds numeric features only, not REPEATED/STRUCT columns",
+                        "set data.keep_nested: false")
+    say = _echo_progress(time.perf_counter())
+    kwargs = dict(drop=data.drop, positive=data.positive, partition_size=data.partition_size,
+                  storage_options=data.storage_options)
+    reason = "--rebuild" if rebuild else cache_status(target, data.path, data.target, **kwargs)
+    if reason is None:
+        typer.echo(f"cache {target} is up to date with {data.path}")
+        return
+    say(f"building the cache ({reason})")
+    with _cluster(cluster, workers, connect) as client:
+        path = build_cache(data.path, target, data.target, compressor=compressor, client=client, progress=say, **kwargs)
+    cached = read_cache(path)
+    typer.echo(f"cache {path}: {cached.n_rows:,} rows, {len(cached.features)} features, "
+               f"{cached.npartitions} partitions (built: {reason})")
+    typer.echo(f"use it: `cache: {target}` in the data section of {pipeline} (already there)" if data.cache
+               else f"use it: add `cache: {target}` to the data section of {pipeline}")
+
+
+@data_app.command("inspect")
+def data_inspect(
+    path: Annotated[str, typer.Argument(help="An export: a file, glob, directory or gs:// / s3:// URL.")],
+    target: Annotated[Optional[str], typer.Option("--target", "-t", help="Label column whose class balance to show.")] = None,
+    positive: Annotated[Optional[str], typer.Option(help="The positive label value (default: true/1/yes).")] = None,
+    drop: Annotated[Optional[list[str]], typer.Option("--drop", help="Columns to leave out of the features.")] = None,
+    cluster: ClusterOption = None,
+    workers: WorkersOption = None,
+    connect: ConnectOption = None,
+):
+    """Shards, rows, size, per-column BigQuery / Arrow / feature types, null fractions, class balance."""
+    from ..data.summary import format_summary, summarize_export
+
+    with _cluster(cluster, workers, connect) as client:
+        summary = summarize_export(path, target=target, positive=positive, drop=drop or (), client=client,
+                                   progress=_progress_bar("inspect"))
+    typer.echo(format_summary(summary))
+
+
+@data_app.command("export-bigquery")
+def data_export_bigquery(
+    to: Annotated[str, typer.Option("--to", help="gs://bucket/prefix/ to write the Parquet shards under.")],
+    query: Annotated[Optional[str], typer.Option("--query", help="A SELECT statement to export (EXPORT DATA).")] = None,
+    table: Annotated[Optional[str], typer.Option("--table", help="project.dataset.table to export (extract job).")] = None,
+    project: Annotated[Optional[str], typer.Option(help="Project to run the job in (default: the credentials').")] = None,
+    location: Annotated[Optional[str], typer.Option(help="BigQuery location (US, EU, ...).")] = None,
+    compression: Annotated[str, typer.Option(help="SNAPPY, GZIP, ZSTD or NONE.")] = "SNAPPY",
+    overwrite: Annotated[bool, typer.Option(help="Replace files already under the prefix.")] = False,
+    target: Annotated[Optional[str], typer.Option(help="Label column, for the pipeline snippet printed at the end.")] = None,
+):
+    """Export a query or table from BigQuery to sharded Parquet in Cloud Storage (needs workbench[bigquery])."""
+    from ..data.export import export_bigquery, training_hint
+
+    say = _echo_progress(time.perf_counter())
+    result = export_bigquery(to, query=query, table=table, project=project, location=location,
+                             compression=compression, overwrite=overwrite, progress=say)
+    typer.echo(f"job {result.job_id}: {len(result.shards)} shard(s) under {result.uri_prefix}")
+    for shard in result.shards:
+        typer.echo(f"  {shard}")
+    typer.echo(training_hint(result, target))
+
+
+@app.command("bench-io")
+def bench_io(
+    path: Annotated[Optional[str], typer.Argument(help="An export to measure on (default: a synthetic one).")] = None,
+    target: Annotated[str, typer.Option(help="Label column of PATH.")] = "is_miner",
+    drop: Annotated[Optional[list[str]], typer.Option("--drop", help="Columns of PATH to leave out.")] = None,
+    rows: Annotated[int, typer.Option("--rows", "-n", help="Rows of the synthetic export (without PATH).")] = 400_000,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the CSV files and PNG plots.")] = Path("bench-io"),
+    work_dir: Annotated[Optional[Path], typer.Option(help="Where to write the format copies (default: a temporary directory).")] = None,
+    repeats: Annotated[int, typer.Option(help="Reads per format (the fastest counts).")] = 1,
+    cluster: ClusterOption = None,
+    workers: WorkersOption = None,
+    connect: ConnectOption = None,
+    runs_dir: RunsDirOption = None,
+):
+    """Write/read time, size and compression of Parquet, Feather, Zarr, CSV and pickle; read throughput model."""
+    import os
+
+    from ..data.benchio import bench_io as run_bench
+    from ..data.benchio import format_report
+
+    say = _echo_progress(time.perf_counter())
+    # one single-threaded worker per core by default, so the throughput grid can vary the threads
+    workers = workers if workers is not None or connect or cluster else (os.cpu_count() or 1)
+    with _cluster(cluster, workers, connect) as client:
+        report = run_bench(path, target=target, drop=drop or ("address",) if path is None else drop or (),
+                           rows=rows, out=out, work_dir=work_dir, repeats=repeats, client=client,
+                           runs_dir=runs_dir, progress=say)
+    typer.echo(format_report(report))
+
+
+def _progress_bar(label: str):
+    """``progress(done, total)`` drawing a bar on stderr (a line per step when stderr is not a terminal)."""
+    tty = sys.stderr.isatty()
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        line = f"{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} partitions"
+        if tty:
+            typer.echo("\r" + line, err=True, nl=done >= total)
+        elif done != last[0] and (done == total or done * 10 // max(total, 1) != last[0] * 10 // max(total, 1)):
+            typer.echo(line, err=True)
+        last[0] = done
+
+    return progress
