@@ -176,7 +176,12 @@ def load_sweep(path: str | os.PathLike | dict, *, overrides: dict | None = None)
     if isinstance(data, dict):
         for key, value in (overrides or {}).items():
             if key.startswith("axes."):
-                data.setdefault("axes", {})[key[5:]] = value
+                axis = key[5:]
+                data.setdefault("axes", {})[axis] = value
+                baseline = data.get("baseline")
+                if isinstance(baseline, dict) and axis in baseline and _norm(baseline[axis]) not in map(_norm, value):
+                    # the flags replaced the axis: its baseline falls back to the first value given
+                    data["baseline"] = {k: v for k, v in baseline.items() if k != axis}
             else:
                 data[key] = value
     spec = validate(SweepSpec, data, lines, source)
@@ -276,11 +281,12 @@ def cell_pipeline(loaded: LoadedSweep, cell: Cell) -> PipelineSpec:
 
 
 def fingerprint(loaded: LoadedSweep) -> str:
-    """What makes two sweeps the same sweep: the pipeline, the seeds and where they go (not the axes)."""
+    """What makes two sweeps the same sweep: the pipeline, the seeds and where they go, and which
+    axes there are (not their values or the trials: a re-run may add cells)."""
     spec = loaded.spec
     seeds = list(spec.seeds) if isinstance(spec.seeds, list) else spec.seeds
     basis = {"pipeline": loaded.pipeline.model_dump(mode="json", exclude={"runs_dir", "cluster"}),
-             "seeds": seeds, "seed_keys": spec.seed_keys}
+             "seeds": seeds, "seed_keys": spec.seed_keys, "axes": sorted(spec.axes)}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -342,8 +348,9 @@ def run_sweep(
     if resume and not store.exists(spec.name):
         raise ConfigError(f"there is no sweep {spec.name!r} to resume in {store.database}",
                           "run it without --resume to start it")
-    existed = store.begin(spec.name, spec=spec.model_dump(mode="json"), fingerprint=fingerprint(loaded),
-                          planned=len(cells))
+    recorded_spec = _merged(spec, store.get(spec.name)["spec"] if store.exists(spec.name) else None)
+    existed = store.begin(spec.name, spec=recorded_spec, fingerprint=fingerprint(loaded),
+                          planned=len(plan_cells(SweepSpec.model_validate(recorded_spec))))
     abandoned = store.abandon_running(spec.name)
     recorded = store.recorded(spec.name)
     todo = [c for c in cells if c.key not in recorded or (retry_failed and recorded[c.key] == "failed")]
@@ -368,6 +375,25 @@ def run_sweep(
     say(f"sweep {spec.name}: {result.succeeded} succeeded, {result.failed} failed, {result.skipped} recorded before; "
         f"{result.seconds:.1f}s, of which {result.overhead_seconds:.1f}s outside the cells")
     return result
+
+
+def _merged(spec: SweepSpec, previous: dict | None) -> dict:
+    """The sweep as recorded: this run's spec with the axis values and trials of earlier runs kept,
+    so the sweep's plan is every cell any run of it asked for."""
+    current = spec.model_dump(mode="json")
+    if not previous:
+        return current
+    axes = {}
+    for key in [*previous.get("axes", {}), *current["axes"]]:
+        values = list(previous.get("axes", {}).get(key, []))
+        values += [v for v in current["axes"].get(key, []) if _norm(v) not in map(_norm, values)]
+        axes[key] = values
+    trials = max(current["trials"], previous.get("trials", 0))
+    seeds = current["seeds"]
+    if isinstance(seeds, list) and isinstance(previous.get("seeds"), list) and len(previous["seeds"]) > len(seeds):
+        seeds = previous["seeds"]
+    baseline = {**previous.get("baseline", {}), **current["baseline"]}
+    return {**current, "axes": axes, "trials": trials, "seeds": seeds, "baseline": baseline}
 
 
 def _profile(profile):
