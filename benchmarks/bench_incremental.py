@@ -41,6 +41,7 @@ def main(argv=None) -> None:
     parser.add_argument("--positive-rate", type=float, default=0.002)
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker")
     parser.add_argument("--memory-limit", default="1GiB")
     parser.add_argument("--partition-size", default="32MiB", help="reader partition size (one training block)")
     parser.add_argument("--epochs", type=int, default=2)
@@ -53,7 +54,7 @@ def main(argv=None) -> None:
     import workbench as wb
 
     path = args.data or HERE / "data" / f"btc-{args.rows}"
-    profile = {"type": "local", "n_workers": args.workers, "threads_per_worker": 1,
+    profile = {"type": "local", "n_workers": args.workers, "threads_per_worker": args.threads,
                "memory_limit": args.memory_limit}
     limit = parse_bytes(args.memory_limit)
     with wb.cluster(profile) as client:
@@ -77,7 +78,7 @@ def main(argv=None) -> None:
         total_limit = limit * args.workers
         print(f"{len(files)} shards, {sum(os.path.getsize(f) for f in files) / 2**30:.1f} GiB of Parquet, "
               f"{n_rows:,} rows × {len(data.features)} features = {in_memory / 2**30:.1f} GiB as float64; "
-              f"{args.workers} workers × 1 thread × {args.memory_limit} = {in_memory / total_limit:.1f}× "
+              f"{args.workers} workers × {args.threads} thread(s) × {args.memory_limit} = {in_memory / total_limit:.1f}× "
               f"the workers' memory; {data.npartitions} partitions", flush=True)
 
         scanned, t_scan = _pyarrow_scan(files, columns)

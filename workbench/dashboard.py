@@ -310,6 +310,12 @@ def _run_page(store: RunStore, record: RunRecord) -> tuple[str, str]:
         sections.append(_section("confusion matrix", _confusion(m)))
     if d:
         sections.append(_section("data", _data_table(d)))
+    if isinstance(d.get("models"), dict):
+        sections.append(_section(f"models (the run's metrics are {d.get('primary', '?')}'s)", _models_table(d["models"])))
+    if isinstance(d.get("candidates"), list) and d["candidates"]:
+        sections.append(_section(f"search: {len(d['candidates'])} candidate rows", _records_table(d["candidates"])))
+    if isinstance(d.get("importances"), list) and d["importances"]:
+        sections.append(_section(f"feature importances ({d.get('importances_of', 'model')})", _records_table(d["importances"])))
     if r.timings:
         sections.append(_section("timings", _timings(r.timings)))
     sections.append(_section("seeds", _pairs(r.seeds)))
@@ -393,11 +399,33 @@ def _data_table(d: dict) -> str:
     if "persisted" in d:
         rows.append(("persisted", "yes" if d["persisted"] else "no"))
     known = {"rows_in_files", "rows_with_null_target", "train", "valid", "sampled", "test", "class_ratio",
-             "features", "excluded", "persisted", "best_iteration", "boosted_rounds"}
+             "features", "excluded", "persisted", "best_iteration", "boosted_rounds", "models", "candidates",
+             "importances", "epochs"}
     for key, value in d.items():
         if key not in known:
             rows.append((_e(key), _e(_short(value))))
     return _table(rows)
+
+
+def _models_table(models: dict) -> str:
+    head = "<tr><th>model</th><th>ROC AUC</th><th>PR AUC</th><th>fit</th><th>worker</th></tr>"
+    body = "".join(
+        f"<tr><th>{_e(name)}</th><td>{_float(row.get('roc_auc'))}</td><td>{_float(row.get('pr_auc'))}</td>"
+        f"<td>{_e(_duration(row['fit_seconds'])) if _is_number(row.get('fit_seconds')) else '–'}</td>"
+        f"<td>{_e(row.get('worker') or '–')}</td></tr>"
+        for name, row in models.items())
+    return f'<table class="grid">{head}{body}</table>'
+
+
+def _records_table(rows: list[dict], limit: int = 50) -> str:
+    columns = list(dict.fromkeys(k for row in rows[:limit] for k in row))
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_float(row.get(c)) if isinstance(row.get(c), float) else _e(_short(row.get(c)))}</td>"
+                         for c in columns) + "</tr>"
+        for row in rows[:limit])
+    more = f'<p class="muted">… {len(rows) - limit} more in runs.json</p>' if len(rows) > limit else ""
+    return f'<div class="scroll"><table class="grid"><tr>{head}</tr>{body}</table></div>{more}'
 
 
 def _timings(timings: dict) -> str:
@@ -608,6 +636,9 @@ table.pairs th, table.timings th { color:var(--muted); font-weight:500; width:34
 table.pairs td, table.timings td { font-variant-numeric:tabular-nums; overflow-wrap:anywhere; }
 table.pairs tr + tr > *, table.timings tr + tr > * { border-top:1px solid #f1f3f5; }
 table.timings td { display:flex; align-items:center; gap:8px; }
+table.grid { border-collapse:collapse; font-size:12.5px; font-variant-numeric:tabular-nums; }
+table.grid th, table.grid td { padding:3px 8px; text-align:left; white-space:nowrap; border-top:1px solid #f1f3f5; }
+table.grid tr:first-child th { color:var(--muted); font-weight:500; border-top:0; }
 .bar { display:inline-block; height:8px; background:#a5d8ff; border-radius:2px; min-width:2px; max-width:70%; }
 .secs { white-space:nowrap; }
 .muted { color:var(--muted); }

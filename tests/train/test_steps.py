@@ -95,6 +95,11 @@ def test_ensemble_members_beside_the_stacking(export, client, tmp_path):
     assert models["nb"]["roc_auc"] > 0.6  # scaled naive Bayes learns something
     assert result.record.data["importances_of"] == "forest"  # the ensemble has none of its own
     check_exact(result, client)
+    from workbench.dashboard import _run_page
+    from workbench.runs import RunStore
+
+    html = _run_page(RunStore(tmp_path), result.record)[1]
+    assert "models (the run&#x27;s metrics are stacking&#x27;s)" in html or "models (the run's metrics are stacking's)" in html
 
 
 def test_incremental_records_a_curve_per_epoch(export, client, tmp_path):
@@ -126,6 +131,12 @@ def test_search_with_the_ratio_as_a_hyperparameter(export, client, tmp_path):
     assert set(data["best_params"]) == {"max_depth", "ratio"}
     assert set(data["best_vs_default"]) == {"best", "default"}
     check_exact(result, client)
+    # the runs page of the dashboard lists every candidate
+    from workbench.dashboard import _run_page
+    from workbench.runs import RunStore
+
+    html = _run_page(RunStore(tmp_path), result.record)[1]
+    assert "search: 4 candidate rows" in html and "feature importances" in html
 
 
 def test_hyperband_over_sgd(export, client, tmp_path):
