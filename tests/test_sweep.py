@@ -80,6 +80,25 @@ def test_the_grid_and_one_at_a_time(tmp_path, export):
     assert combos == {("1:1", 1, 3), ("1:4", 1, 3), ("1:1", 2, 3), ("1:1", 1, 5)}
 
 
+def test_cluster_axes_get_a_cluster_each_and_are_checked_against_the_machine(tmp_path, export):
+    from workbench.errors import ClusterError
+    from workbench.sweep import _groups, _with_cluster_axes, _cluster_key
+
+    from workbench import load_profile
+
+    cores = os.cpu_count()
+    path = sweep_file(tmp_path, export, axes={"workers": [1, 2], "cluster.threads_per_worker": [1, cores]}, trials=1)
+    loaded = load_sweep(path)
+    cells = plan_cells(loaded.spec)
+    groups = _groups(cells, key=_cluster_key)
+    assert [len(g) for _, g in groups] == [2, 2]  # one cluster per threads_per_worker, scaled 1 -> 2 in each
+    profile = _with_cluster_axes(load_profile(loaded.spec.cluster), groups[1][1][0])
+    assert profile.threads_per_worker == cores and profile.memory_limit == "2GiB"
+    with pytest.raises(ClusterError, match=rf"workers 2 × {cores} thread\(s\) is more than this machine's"):
+        run_sweep(path, runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
 @pytest.mark.parametrize("change, words", [
     ({"trails": 3}, "trails: unknown key (did you mean 'trials'?)"),
     ({"axes": {"sampling.ration": ["1:1"]}}, "axes.sampling.ration[0]: pipeline key sampling.ration: unknown key (did you mean 'ratio'?)"),

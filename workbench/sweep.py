@@ -344,7 +344,8 @@ def run_sweep(
     cells = plan_cells(spec)
     profile = _profile(cluster if cluster is not None else spec.cluster if spec.cluster is not None else loaded.pipeline.cluster)
     if client is None:
-        _check_machine(profile, spec)
+        for _, group in _groups(cells, key=_cluster_key):
+            _check_machine(_with_cluster_axes(profile, group[0]), group)
     if resume and not store.exists(spec.name):
         raise ConfigError(f"there is no sweep {spec.name!r} to resume in {store.database}",
                           "run it without --resume to start it")
@@ -363,8 +364,7 @@ def run_sweep(
         say(f"sweep {spec.name}: {len(cells)} cells ({' × '.join(f'{len(v)} {k}' for k, v in spec.axes.items())}"
             f" × {spec.trials} trials), recorded in {store.database}")
     tracker = _Progress(len(cells), result.skipped, todo, say)
-    for cluster_values, group in _groups(todo, key=lambda c: tuple((k, _norm(v)) for k, v in c.axes.items()
-                                                                   if k.startswith(CLUSTER_PREFIX))):
+    for _, group in _groups(todo, key=_cluster_key):
         group_profile = _with_cluster_axes(profile, group[0])
         with _cluster_for(group, group_profile, client, result, say) as (session_client, rescale):
             for workers, cells_here in _groups(group, key=lambda c: c.workers):
@@ -402,12 +402,17 @@ def _profile(profile):
     return load_profile(profile)
 
 
-def _check_machine(profile, spec: SweepSpec) -> None:
-    """A local cluster cannot have more workers than the machine has cores."""
-    if profile.type != "local" or WORKERS_AXIS not in spec.axes:
+def _cluster_key(cell: Cell) -> tuple:
+    return tuple((k, _norm(v)) for k, v in cell.axes.items() if k.startswith(CLUSTER_PREFIX))
+
+
+def _check_machine(profile, cells: list[Cell]) -> None:
+    """A local cluster cannot have more workers × threads than the machine has cores."""
+    counts = [c.workers for c in cells if c.workers is not None]
+    if profile.type != "local" or not counts:
         return
     cores = os.cpu_count() or 1
-    most = max(spec.axes[WORKERS_AXIS])
+    most = max(counts)
     threads = profile.cluster_kwargs(most)["threads_per_worker"]
     if most * threads > cores:
         raise ClusterError(
@@ -538,7 +543,13 @@ def _run_cell(loaded, cell, client, store, directory, tracker, result, say, resc
         attempts += 1
         attempt = store.start_attempt(spec.name, cell.key)
         t = time.perf_counter()
-        outcome = _attempt(pipeline, client, directory, spec, cell, store, attempt, say)
+        try:
+            outcome = _attempt(pipeline, client, directory, spec, cell, store, attempt, say)
+        except BaseException:  # Ctrl-C or SIGTERM: the attempt did not finish; the next run repeats the cell
+            from .sweep_store import ABANDONED
+
+            store.end_attempt(spec.name, cell.key, attempt, "abandoned", ABANDONED)
+            raise
         result.cell_seconds += time.perf_counter() - t
         faults.extend(outcome["faults"])
         if outcome["record"] is not None:
@@ -597,7 +608,12 @@ def _attempt(pipeline, client, directory, spec, cell, store, attempt, say) -> di
 
     thread = threading.Thread(target=target, name=f"sweep-cell-{cell.key}", daemon=True)
     thread.start()
-    thread.join(spec.timeout_seconds)
+    try:
+        thread.join(spec.timeout_seconds)
+    except BaseException:
+        if "run" in box:
+            box["run"].fail("interrupted: the sweep was stopped (Ctrl-C or SIGTERM) during this cell")
+        raise
     faults: list[str] = []
     restarted = False
     if thread.is_alive():
