@@ -56,8 +56,13 @@ def test_the_cache_holds_what_the_reader_gives(client, export, tmp_path):
     # every partition starts on a chunk boundary; chunks are Blosc-compressed
     chunk = attrs["chunk_rows"]
     assert chunk == SHARD_ROWS and attrs["starts"] == [0, 16_000, 32_000, 48_000] and attrs["lengths"][-1] == 12_000
-    array = zarr.open_group(str(cache), mode="r")["features"]["0000"]
-    assert array.chunks == (chunk,) and type(array.compressors[0]).__name__ == "BloscCodec"
+    matrices = dict(zarr.open_group(str(cache), mode="r")["features"].arrays())
+    assert sorted(matrices) == ["float64", "int64"]  # the feature matrix, one 2-D array per dtype
+    floats = matrices["float64"]
+    assert floats.shape == (len(floats.attrs["names"]), 60_000 + 4_000) and floats.chunks == (floats.shape[0], chunk)
+    assert type(floats.compressors[0]).__name__ == "BloscCodec"
+    assert floats.attrs["names"] + matrices["int64"].attrs["names"] == sorted(
+        source.features, key=lambda f: (str(source.frame.dtypes[f]) != "float64", source.features.index(f)))
     assert not list(tmp_path.glob(".btc.zarr.*"))  # no temporary directory left
 
 

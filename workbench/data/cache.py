@@ -1,8 +1,9 @@
 """A Zarr feature cache: the reader's normalisation done once, the features kept ready to load.
 
 :func:`build_cache` runs :func:`~workbench.data.read_bigquery_export` on the workers and writes its
-output as a Zarr (v3) group: one chunked, Blosc-compressed array per feature column, the int8
-target and each row's index in its shard. Every partition of the source starts on a chunk boundary
+output as a Zarr (v3) group: the feature matrix as one 2-D array (feature × row) per dtype, chunked
+along the rows and compressed with Blosc (byte shuffle + LZ4 by default), the int8 target, and
+each row's index in its shard. Every partition of the source starts on a chunk boundary
 (its rows are followed by unwritten padding up to the next one), so each write task owns whole
 chunks, and :func:`read_cache` gives back one Dask partition per source partition with the same
 partition keys: split, RUS and training see the same rows in the same places, and the same seed
@@ -17,6 +18,7 @@ when complete, so a failed or interrupted build leaves no half-written cache beh
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -43,6 +45,7 @@ from .dataset import Dataset
 __all__ = [
     "COMPRESSORS",
     "build_cache",
+    "write_store",
     "cache_export",
     "cache_status",
     "is_cache",
@@ -90,8 +93,7 @@ def build_cache(
     """
     say = progress or (lambda message: None)
     final = _local_cache_path(cache)
-    compressor = compressor or dask.config.get("workbench.cache.compressor", DEFAULT_COMPRESSOR)
-    if compressor not in COMPRESSORS:
+    if compressor is not None and compressor not in COMPRESSORS:
         raise DataError(f"unknown cache compressor {compressor!r}", f"use one of {', '.join(COMPRESSORS)}")
     partition_size = partition_size or dask.config.get("workbench.read.partition_size")
     normalisation = _normalisation(target, drop, positive, partition_size)
@@ -102,12 +104,40 @@ def build_cache(
         storage_options=storage_options,
     )
     say(f"cache: reading {len(sources)} shard(s), {data.npartitions} partition(s) into {final}")
+    attrs = {"sources": sources, "schema": _schema(path, storage_options), "normalisation": normalisation}
+    lengths = write_store(data, final, compressor=compressor, chunk_rows=chunk_rows, client=client, attrs=attrs)
+    say(f"cache: wrote {sum(lengths):,} rows, {len(data.features)} features in "
+        f"{time.perf_counter() - started:.1f}s ({_du(final) / 2**20:.1f} MiB on disk)")
+    return final
+
+
+def write_store(
+    data: Dataset,
+    cache: str | os.PathLike,
+    *,
+    compressor: str | None = None,
+    chunk_rows: int | None = None,
+    client=None,
+    attrs: dict | None = None,
+) -> list[int]:
+    """Write the partitions of ``data`` (computed on the workers) as a Zarr cache at ``cache``.
+
+    Written to a temporary directory beside ``cache`` and renamed into place when complete.
+    ``attrs`` (sources, schema, normalisation) are recorded with the layout. Returns the number of
+    rows of each partition.
+    """
+    final = _local_cache_path(cache)
+    compressor = compressor or dask.config.get("workbench.cache.compressor", DEFAULT_COMPRESSOR)
+    if compressor not in COMPRESSORS:
+        raise DataError(f"unknown cache compressor {compressor!r}", f"use one of {', '.join(COMPRESSORS)}")
+    if chunk_rows is not None and (not isinstance(chunk_rows, int) or chunk_rows < 1):
+        raise DataError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
     counts = _label_counts(data)  # one pass over the target column: partition lengths and classes
     lengths = counts.sum(axis=1)
-    chunk = int(chunk_rows or max(1, min(int(lengths.max()), dask.config.get("workbench.cache.max_chunk_rows", MAX_CHUNK_ROWS))))
-    if chunk < 1:
-        raise DataError(f"chunk_rows must be >= 1, got {chunk_rows!r}")
+    chunk = int(chunk_rows or max(1, min(int(lengths.max()),
+                                         dask.config.get("workbench.cache.max_chunk_rows", MAX_CHUNK_ROWS))))
     starts = np.concatenate([[0], np.cumsum(-(-lengths // chunk) * chunk)])
+    final.parent.mkdir(parents=True, exist_ok=True)
     temporary = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         _create_store(temporary, data, int(starts[-1]), chunk, compressor)
@@ -116,17 +146,19 @@ def build_cache(
             write(part, str(temporary), data.features, data.target, int(start), int(length))
             for part, start, length in zip(data.frame.to_delayed(), starts[:-1], lengths)
         ]
-        written = (client.compute(tasks, sync=True) if client is not None else dask.compute(*tasks))
+        written = client.compute(tasks, sync=True) if client is not None else dask.compute(*tasks)
         if list(written) != [int(n) for n in lengths]:
             raise DataError("the source changed while the cache was being written", "build the cache again")
-        attrs = {
+        layout = {
             "format": CACHE_FORMAT,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created_ns": f"{time.time_ns()}-{uuid.uuid4().hex[:8]}",
             "compressor": compressor,
             "chunk_rows": chunk,
-            "sources": sources,
-            "schema": _schema(path, storage_options),
-            "normalisation": normalisation,
+            "sources": [],
+            "schema": {},
+            "normalisation": {},
+            **(attrs or {}),
             "target": data.target,
             "features": list(data.features),
             "dtypes": {name: str(dtype) for name, dtype in data.frame.dtypes.items()},
@@ -137,14 +169,12 @@ def build_cache(
             "reader": _jsonable(data.info),
         }
         group = zarr.open_group(str(temporary), mode="r+")
-        group.attrs[ATTRIBUTE] = attrs
+        group.attrs[ATTRIBUTE] = layout
         _replace(temporary, final)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    say(f"cache: wrote {int(lengths.sum()):,} rows, {len(data.features)} features in "
-        f"{time.perf_counter() - started:.1f}s ({_du(final) / 2**20:.1f} MiB on disk)")
-    return final
+    return [int(n) for n in lengths]
 
 
 def read_cache(cache: str | os.PathLike, *, columns: list[str] | None = None) -> Dataset:
@@ -163,7 +193,7 @@ def read_cache(cache: str | os.PathLike, *, columns: list[str] | None = None) ->
             raise DataError(f"columns {unknown} are not features of the cache", f"features are: {', '.join(features)}")
         features = tuple(c for c in features if c in columns)
     dtypes = {name: attrs["dtypes"][name] for name in (*features, attrs["target"])}
-    reader = _CacheReader(str(path), dtypes, attrs["target"], {f: attrs["features"].index(f) for f in features})
+    reader = _CacheReader(str(path), dtypes, attrs["target"], attrs["created_ns"])
     parts = list(zip(attrs["starts"], attrs["lengths"]))
     frame = dd.from_map(reader, parts, meta=reader.meta(), label="read-zarr-cache", enforce_metadata=False)
     counts = attrs.get("class_counts")
@@ -284,14 +314,24 @@ def load_dataset(data_spec, client=None, progress: Callable[[str], None] | None 
 # ---------------------------------------------------------------- writing
 
 
+def _groups(data: Dataset) -> dict[str, list[str]]:
+    """Feature names by dtype, in model order within each: one 2-D array per dtype."""
+    groups: dict[str, list[str]] = {}
+    for name in data.features:
+        groups.setdefault(str(np.dtype(data.frame.dtypes[name])), []).append(name)
+    return groups
+
+
 def _create_store(directory: Path, data: Dataset, rows: int, chunk: int, compressor: str) -> None:
     group = zarr.open_group(str(directory), mode="w")
     features = group.create_group("features")
-    for i, name in enumerate(data.features):
-        dtype = np.dtype(data.frame.dtypes[name])
+    for dtype, names in _groups(data).items():
+        # (feature, row): each chunk holds every feature of a run of rows, one feature's values
+        # contiguous, so Blosc's byte shuffle sees like numbers side by side
         features.create_array(
-            f"{i:04d}", shape=(rows,), chunks=(chunk,), dtype=dtype, compressors=COMPRESSORS[compressor](),
-            fill_value=0, attributes={"name": name}, dimension_names=["row"],
+            dtype, shape=(len(names), rows), chunks=(len(names), chunk), dtype=dtype,
+            compressors=COMPRESSORS[compressor](), fill_value=0, attributes={"names": names},
+            dimension_names=["feature", "row"],
         )
     for name, dtype in (("target", "int8"), ("row", "int64")):
         group.create_array(
@@ -308,9 +348,9 @@ def _write_partition(frame: pd.DataFrame, directory: str, features, target: str,
         return 0
     stop = start + length
     group = zarr.open_group(directory, mode="r+")
-    arrays = group["features"]
-    for i, name in enumerate(features):
-        arrays[f"{i:04d}"][start:stop] = frame[name].to_numpy()
+    for dtype, array in group["features"].arrays():
+        names = array.attrs["names"]
+        array[:, start:stop] = np.ascontiguousarray(frame[names].to_numpy(dtype=dtype).T)
     group["target"][start:stop] = frame[target].to_numpy(dtype="int8")
     group["row"][start:stop] = frame.index.to_numpy(dtype="int64")
     return length
@@ -341,11 +381,11 @@ def _replace(temporary: Path, final: Path) -> None:
 class _CacheReader:
     """Reads rows ``[start, start + length)`` of a cache's arrays into a DataFrame (on the workers)."""
 
-    def __init__(self, directory: str, dtypes: dict[str, str], target: str, positions: dict[str, int]):
+    def __init__(self, directory: str, dtypes: dict[str, str], target: str, token: str):
         self.directory = directory
         self.dtypes = dtypes
         self.target = target
-        self.positions = positions
+        self.token = token  # the build's timestamp: a rebuilt cache is opened afresh
 
     def meta(self) -> pd.DataFrame:
         data = {name: pd.Series([], dtype=dtype) for name, dtype in self.dtypes.items()}
@@ -354,18 +394,31 @@ class _CacheReader:
     def __call__(self, part, columns=None) -> pd.DataFrame:
         start, length = part
         stop = start + length
-        names = [n for n in self.dtypes if columns is None or n in columns]
+        wanted = [n for n in self.dtypes if columns is None or n in columns]
         try:
-            group = zarr.open_group(self.directory, mode="r")
+            arrays, target, rows = _open_arrays(self.directory, self.token)
             out = {}
-            for name in names:
-                array = group["target"] if name == self.target else group["features"][f"{self.positions[name]:04d}"]
-                out[name] = array[start:stop]
-            index = pd.Index(group["row"][start:stop], name="row")
+            for array, names in arrays:
+                positions = [i for i, n in enumerate(names) if n in wanted]
+                if not positions:
+                    continue
+                block = array[:, start:stop] if len(positions) == len(names) else array.get_orthogonal_selection(
+                    (positions, slice(start, stop)))
+                out.update({names[i]: column for i, column in zip(positions, block)})
+            if self.target in wanted:
+                out[self.target] = target[start:stop]
+            index = pd.Index(rows[start:stop], name="row")
         except (FileNotFoundError, KeyError, ValueError) as exc:
             raise DataError(f"the cache at {self.directory} is incomplete or corrupt ({exc})",
                             "rebuild it with `workbench data cache PIPELINE --rebuild`") from None
-        return pd.DataFrame(out, index=index)[names]
+        return pd.DataFrame({name: out[name] for name in wanted}, index=index)
+
+
+@functools.lru_cache(maxsize=16)
+def _open_arrays(directory: str, token: str):
+    group = zarr.open_group(directory, mode="r")
+    arrays = [(array, list(array.attrs["names"])) for _, array in group["features"].arrays()]
+    return arrays, group["target"], group["row"]
 
 
 def _attrs(path: Path) -> dict | None:
