@@ -47,10 +47,11 @@ def test_bench_io_measures_every_format_and_fits_the_throughput_model(client, tm
 
 def test_bench_io_command(client, tmp_path):
     proc = subprocess.run(
-        ["workbench", "bench-io", "--rows", "8000", "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"),
-         "--connect", client.scheduler.address],
+        ["workbench", "bench-io", "--rows", "4000", "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"),
+         "--partition-size", "32KiB", "--partition-size", "1MiB", "--columns", "30", "--connect", client.scheduler.address],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert "parquet-gzip-rg1m" in proc.stdout and "R² =" in proc.stdout and "recorded as run" in proc.stdout
-    assert (tmp_path / "out" / "formats.png").exists() and (tmp_path / "out" / "throughput.csv").exists()
+    assert (tmp_path / "out" / "formats.png").exists() and len(pd.read_csv(tmp_path / "out" / "throughput.csv")) == 4
+    assert "columns             0.000" in proc.stdout  # a parameter the grid did not vary gets no slope

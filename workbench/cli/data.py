@@ -118,6 +118,10 @@ def bench_io(
     out: Annotated[Path, typer.Option("--out", help="Directory for the CSV files and PNG plots.")] = Path("bench-io"),
     work_dir: Annotated[Optional[Path], typer.Option(help="Where to write the format copies (default: a temporary directory).")] = None,
     repeats: Annotated[int, typer.Option(help="Reads per format (the fastest counts).")] = 1,
+    partition_size: Annotated[Optional[list[str]], typer.Option(
+        "--partition-size", help="Partition sizes of the throughput grid (repeatable; default: 3 from one row group to a shard).")] = None,
+    columns: Annotated[Optional[list[int]], typer.Option(
+        "--columns", help="Numbers of selected columns in the throughput grid (repeatable; default: 4, half, all).")] = None,
     cluster: ClusterOption = None,
     workers: WorkersOption = None,
     connect: ConnectOption = None,
@@ -133,9 +137,11 @@ def bench_io(
     # one single-threaded worker per core by default, so the throughput grid can vary the threads
     workers = workers if workers is not None or connect or cluster else (os.cpu_count() or 1)
     with _cluster(cluster, workers, connect) as client:
-        report = run_bench(path, target=target, drop=drop or ("address",) if path is None else drop or (),
-                           rows=rows, out=out, work_dir=work_dir, repeats=repeats, client=client,
-                           runs_dir=runs_dir, progress=say)
+        default_drop = ("address",) if path is None else ()  # the synthetic export's id column
+        report = run_bench(path, target=target, drop=drop or default_drop, rows=rows, out=out, work_dir=work_dir,
+                           repeats=repeats, partition_sizes=tuple(partition_size) if partition_size else None,
+                           column_counts=tuple(columns) if columns else None, client=client, runs_dir=runs_dir,
+                           progress=say)
     typer.echo(format_report(report))
 
 
