@@ -188,3 +188,79 @@ class S3Server:
                                          method="POST", headers={"Content-Type": "text/plain"})
         with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
+
+
+class BigQueryStub:
+    """A stand-in for BigQuery's REST jobs API (``jobs.insert`` and ``jobs.get``) on loopback.
+
+    It runs no SQL. It records each job's configuration as the client sent it, reports the job
+    RUNNING on the first ``jobs.get`` and DONE afterwards, and on completion calls ``on_done(job)``
+    (the test writes the shards BigQuery would have written), or finishes with ``fail`` as the
+    job's ``status.errorResult``.
+    """
+
+    def __init__(self, on_done=None, fail: dict | None = None):
+        self.jobs: dict[str, dict] = {}
+        self.polls: dict[str, int] = {}
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _json(self, status: int, body: dict):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                project = self.path.split("/projects/")[1].split("/")[0]
+                reference = {"projectId": project, "location": "US", **body.get("jobReference", {})}
+                job = {"kind": "bigquery#job", "id": f"{project}:US.{reference['jobId']}", "jobReference": reference,
+                       "configuration": body["configuration"], "status": {"state": "RUNNING"},
+                       "statistics": {"creationTime": "1764576000000"}}
+                stub.jobs[reference["jobId"]] = job
+                stub.polls[reference["jobId"]] = 0
+                self._json(200, job)
+
+            def do_GET(self):
+                path = urllib.parse.urlsplit(self.path).path
+                job_id = path.rstrip("/").split("/")[-1]
+                job = stub.jobs.get(job_id)
+                if job is None or "/jobs/" not in path:
+                    return self._json(404, {"error": {"code": 404, "message": f"Not found: Job {job_id}"}})
+                stub.polls[job_id] += 1
+                if stub.polls[job_id] >= 2 and job["status"]["state"] != "DONE":
+                    job["status"] = {"state": "DONE", **({"errorResult": fail, "errors": [fail]} if fail else {})}
+                    if not fail and on_done is not None:
+                        on_done(job)
+                self._json(200, job)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def client(self, project: str = "workbench-test"):
+        """A real ``google.cloud.bigquery.Client`` pointed at the stub."""
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import bigquery
+
+        return bigquery.Client(project=project, credentials=AnonymousCredentials(),
+                               client_options={"api_endpoint": self.endpoint})

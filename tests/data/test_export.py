@@ -1,9 +1,11 @@
 """BigQuery export: what can be checked without Google's servers (none are reachable here).
 
-Checked: the EXPORT DATA statement and the extract job configuration that would be sent, the
-validation of the arguments, and the one-line error when no credentials are found (through the
-real google-auth lookup, with the metadata-server probe off; see conftest.py). Not exercised: a
-job actually running in BigQuery; see docs/data.md.
+Checked: the EXPORT DATA statement and the extract job configuration, the validation of the
+arguments, the one-line error when no credentials are found (through the real google-auth lookup,
+with the metadata-server probe off; see conftest.py), and the whole job flow of the real
+google-cloud-bigquery client against a stub of BigQuery's REST jobs API on loopback (what is
+sent, waiting with progress, a failed job), with the shards listed from the GCS emulator. Not
+exercised: BigQuery itself running the statement; see docs/data.md.
 """
 
 from __future__ import annotations
@@ -87,3 +89,77 @@ def test_training_hint_names_the_shards_directory():
     result = ExportResult(job_id="j", uri="gs://b/p/shard-*.parquet", uri_prefix="gs://b/p/")
     hint = training_hint(result, "is_miner")
     assert "workbench data inspect gs://b/p/ --target is_miner" in hint and "path: gs://b/p/" in hint
+
+
+# ---------------------------------------------------------------- the job, against stand-ins
+
+
+@pytest.fixture
+def gcs_bucket(tmp_path):
+    """The GCS emulator on loopback with an empty bucket, reached without authentication."""
+    import gcsfs
+    from gcp_storage_emulator.server import create_server
+
+    from .remote_servers import free_port
+
+    port = free_port()
+    emulator = create_server("127.0.0.1", port, in_memory=True)
+    emulator.start()
+    try:
+        options = {"endpoint_url": f"http://127.0.0.1:{port}", "token": "anon", "skip_instance_cache": True}
+        fs = gcsfs.GCSFileSystem(**options)
+        fs.mkdir("btc-exports")
+        yield fs, options
+    finally:
+        emulator.stop()
+
+
+def test_the_export_job_is_submitted_waited_for_and_its_shards_listed(gcs_bucket):
+    """The real BigQuery client library against a stub of the jobs API; the shards in the emulator."""
+    from .remote_servers import BigQueryStub
+
+    fs, options = gcs_bucket
+
+    def write_shards(job):  # what BigQuery would do
+        for i in range(3):
+            fs.pipe(f"btc-exports/2026-12/shard-{i:012d}.parquet", b"PAR1")
+
+    said = []
+    with BigQueryStub(on_done=write_shards) as stub:
+        result = export_bigquery("gs://btc-exports/2026-12/", query="SELECT * FROM `p.d.t`", bq_client=stub.client(),
+                                 storage_options=options, poll_seconds=0.01, progress=said.append)
+        (job,) = stub.jobs.values()
+    assert job["configuration"]["query"]["query"] == export_sql("SELECT * FROM `p.d.t`", result.uri)
+    assert job["configuration"]["query"]["useLegacySql"] is False
+    assert result.shards == [f"gs://btc-exports/2026-12/shard-{i:012d}.parquet" for i in range(3)]
+    assert result.uri_prefix == "gs://btc-exports/2026-12/"
+    assert said[0].startswith(f"bigquery: job {result.job_id} submitted (EXPORT DATA to gs://btc-exports/2026-12/shard-*")
+    assert any(line.endswith("RUNNING") for line in said) and said[-1].startswith(f"bigquery: job {result.job_id} done")
+
+
+def test_a_table_is_exported_by_an_extract_job(gcs_bucket):
+    from .remote_servers import BigQueryStub
+
+    fs, options = gcs_bucket
+    with BigQueryStub(on_done=lambda job: fs.pipe("btc-exports/t/shard-000000000000.parquet", b"PAR1")) as stub:
+        result = export_bigquery("gs://btc-exports/t/", table="my-project.btc.features", compression="zstd",
+                                 bq_client=stub.client(), storage_options=options, poll_seconds=0.01)
+        (job,) = stub.jobs.values()
+    assert job["configuration"]["extract"] == {
+        "sourceTable": {"projectId": "my-project", "datasetId": "btc", "tableId": "features"},
+        "destinationUris": ["gs://btc-exports/t/shard-*.parquet"],
+        "destinationFormat": "PARQUET", "compression": "ZSTD",
+    }
+    assert result.shards == ["gs://btc-exports/t/shard-000000000000.parquet"] and result.sql is None
+
+
+def test_a_failed_job_is_one_line(gcs_bucket):
+    from .remote_servers import BigQueryStub
+
+    fail = {"reason": "accessDenied", "message": "Access Denied: Table p:d.t: User does not have permission"}
+    with BigQueryStub(fail=fail) as stub:
+        with pytest.raises(wb.DataError) as info:
+            export_bigquery("gs://btc-exports/x/", query="SELECT 1", bq_client=stub.client(), poll_seconds=0.01)
+    assert str(info.value) == (
+        "BigQuery refused the export: Access Denied: Table p:d.t: User does not have permission; "
+        "the credentials need bigquery.jobs.create on the project and write access to the bucket")

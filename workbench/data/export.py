@@ -110,7 +110,8 @@ def export_bigquery(
                 say(state)
                 last = state
             time.sleep(poll_seconds)
-        job.result()
+        if job.error_result:
+            raise _failed(job.error_result)
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - google.api_core raises many types; the message is what matters
@@ -192,6 +193,17 @@ def _table(table: str, client):
         return bigquery.TableReference.from_string(table, default_project=client.project)
     except ValueError as exc:
         raise DataError(f"--table {table!r} is not a table name ({exc})", "give project.dataset.table") from None
+
+
+def _failed(error: dict) -> DataError:
+    """The job finished with ``status.errorResult`` (``reason``, ``message``)."""
+    codes = {"accessDenied": 403, "notFound": 404}
+
+    class _Failure(Exception):
+        code = codes.get(error.get("reason"))
+        message = error.get("message") or error.get("reason") or "unknown error"
+
+    return _job_error(_Failure())
 
 
 def _job_error(exc: BaseException) -> DataError:
