@@ -202,3 +202,20 @@ def test_s3_errors_are_one_line(client, s3, environment, path, who, expected):
     with pytest.raises(wb.DataError, match=expected) as info:
         wb.read_bigquery_export(path, target="is_miner")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("store", ["gs", "s3"])
+def test_the_command_prints_one_error_line(client, gcs, s3, environment, store):
+    import subprocess
+
+    if store == "gs":
+        environment(*gcs_env(gcs, None))
+        path, expected = "gs://exports/btc/", "error: no credentials found for gs://exports (it refused anonymous access); "
+    else:
+        environment(*s3_env(s3, "nobody"))
+        path, expected = "s3://exports/btc/", "error: permission denied reading s3://exports/btc/: Access Denied; "
+    proc = subprocess.run(["workbench", "data", "inspect", path, "--connect", client.scheduler.address],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(expected), proc.stderr
