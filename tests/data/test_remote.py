@@ -159,7 +159,9 @@ def s3():
             {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["*"]},
             {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::exports/*"]},
         ]}
-        server.keys = {"reader": server.user("reader", policy), "nobody": server.user("nobody")}
+        writer = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]}]}
+        server.keys = {"reader": server.user("reader", policy), "nobody": server.user("nobody"),
+                       "writer": server.user("writer", writer)}
         bucket = server.boto3("s3")
         bucket.create_bucket(Bucket="exports")
         for i in range(SHARDS):
@@ -219,3 +221,22 @@ def test_the_command_prints_one_error_line(client, gcs, s3, environment, store):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(expected), proc.stderr
+
+
+@pytest.mark.filterwarnings("ignore::workbench.WorkbenchWarning")
+def test_a_cache_of_an_s3_export_records_the_objects_and_goes_stale_when_one_changes(client, s3, environment, tmp_path):
+    from workbench.data.cache import cache_export, cache_status
+
+    environment(*s3_env(s3, "reader"))
+    source, cache = "s3://exports/btc/", tmp_path / "btc.zarr"
+    data = cache_export(source, cache, "is_miner", drop=["address"], client=client)
+    assert data.info["cache_built"] and data.n_rows == expected_rows()
+    assert list(data.features) == ["value", "n_tx"]  # read_cache(columns=) keeps a subset:
+    assert wb.read_cache(cache, columns=["n_tx"]).frame.compute().columns.tolist() == ["n_tx", "is_miner"]
+    assert cache_status(cache, source, "is_miner", drop=["address"]) is None
+    import s3fs  # a re-export, by a user allowed to write (authentication is on)
+
+    writer = s3fs.S3FileSystem(key=s3.keys["writer"]["AWS_ACCESS_KEY_ID"], secret=s3.keys["writer"]["AWS_SECRET_ACCESS_KEY"],
+                               endpoint_url=s3.endpoint, skip_instance_cache=True)
+    writer.pipe("exports/btc/btc-000000000001.parquet", shard_bytes(7))
+    assert "btc-000000000001.parquet is now" in cache_status(cache, source, "is_miner", drop=["address"])

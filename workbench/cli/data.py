@@ -137,8 +137,7 @@ def bench_io(
     # one single-threaded worker per core by default, so the throughput grid can vary the threads
     workers = workers if workers is not None or connect or cluster else (os.cpu_count() or 1)
     with _cluster(cluster, workers, connect) as client:
-        default_drop = ("address",) if path is None else ()  # the synthetic export's id column
-        report = run_bench(path, target=target, drop=drop or default_drop, rows=rows, out=out, work_dir=work_dir,
+        report = run_bench(path, target=target, drop=drop or None, rows=rows, out=out, work_dir=work_dir,
                            repeats=repeats, partition_sizes=tuple(partition_size) if partition_size else None,
                            column_counts=tuple(columns) if columns else None, client=client, runs_dir=runs_dir,
                            progress=say)

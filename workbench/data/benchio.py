@@ -84,7 +84,7 @@ def bench_io(
     path: str | os.PathLike | None = None,
     *,
     target: str = "is_miner",
-    drop=("address",),
+    drop=None,
     rows: int = 400_000,
     out: str | os.PathLike = "bench-io",
     work_dir: str | os.PathLike | None = None,
@@ -97,6 +97,9 @@ def bench_io(
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
     """Measure the storage formats on ``path`` (default: a synthetic export of ``rows`` rows).
+
+    ``drop`` lists columns of the export to leave out (default: the synthetic export's ``address``
+    id without ``path``, none with it).
 
     ``work_dir`` holds the copies (default: a temporary directory, removed afterwards); it must be
     visible to the workers. ``partition_sizes`` and ``column_counts`` set the throughput grid
@@ -115,6 +118,7 @@ def bench_io(
     if repeats < 1:
         raise DataError(f"repeats must be >= 1, got {repeats}")
     formats = formats or FORMATS
+    drop = tuple(drop) if drop is not None else (("address",) if path is None else ())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     temporary = work_dir is None

@@ -159,6 +159,7 @@ def _expand(path, storage_options: dict):
         raise DataError(f"reading {protocol}:// paths needs a package that is not installed ({exc})", fix) from None
     except ValueError as exc:
         raise DataError(f"cannot open {paths[0]!r}: {exc}", "check the URL and storage_options") from None
+    fs.invalidate_cache()  # a cached file-system instance may hold listings from before a re-export
     files: list[str] = []
     for p in paths:
         try:

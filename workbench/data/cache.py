@@ -239,7 +239,7 @@ def cache_status(
         return f"the source changed: {what}"
     for name, entry in now.items():
         old = then[name]
-        if entry["size"] != old["size"] or entry["modified"] != old["modified"]:
+        if entry["size"] != old["size"] or entry["modified"] != old["modified"] or entry.get("version") != old.get("version"):
             return (f"the source changed: {os.path.basename(name)} is now {entry['size']:,} bytes modified "
                     f"{entry['modified']} (cached: {old['size']:,} bytes modified {old['modified']})")
     return None
@@ -446,15 +446,18 @@ def _normalisation(target, drop, positive, partition_size) -> dict:
 
 def _fingerprint(path, storage_options) -> list[dict]:
     """Every source file with its size and modification time (or its store's version tag)."""
-    fs, files = _expand(path, storage_options or {})
+    fs, files = _expand(path, storage_options or {})  # a fresh listing: _expand drops fsspec's listings cache
 
     def entry(name: str) -> dict:
         info = fs.info(name)
-        modified = next((info[k] for k in ("mtime", "updated", "LastModified", "last_modified", "ETag", "etag",
-                                            "md5Hash", "created") if info.get(k) is not None), None)
+        modified = next((info[k] for k in ("mtime", "updated", "LastModified", "last_modified", "created")
+                         if info.get(k) is not None), None)
         if hasattr(modified, "timestamp"):
             modified = modified.timestamp()
-        return {"path": str(name), "size": int(info.get("size") or 0), "modified": _jsonable(modified)}
+        # object stores also give a content tag, which changes even within the same second
+        version = next((info[k] for k in ("ETag", "etag", "generation", "md5Hash", "crc32c") if info.get(k)), None)
+        entry = {"path": str(name), "size": int(info.get("size") or 0), "modified": _jsonable(modified)}
+        return {**entry, "version": _jsonable(version)} if version is not None else entry
 
     with ThreadPoolExecutor(max_workers=min(16, len(files))) as pool:
         return list(pool.map(entry, files))

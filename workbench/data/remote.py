@@ -21,11 +21,10 @@ from ..errors import DataError
 
 __all__ = ["storage_error", "missing_bucket_error", "bucket_of", "protocol_of", "is_remote"]
 
-# gcsfs logs every refused request with its traceback at ERROR before raising; the exception is
-# reported (as one line) by the workbench, so the log would only repeat it. Configure the
-# "gcsfs" logger yourself to see it.
+# gcsfs logs every refused request with its traceback at ERROR before raising. With no logging
+# configured, Python would print that to stderr; the workbench reports the exception as one line
+# instead. Configure logging (or the "gcsfs" logger) to see it.
 logging.getLogger("gcsfs").addHandler(logging.NullHandler())
-logging.getLogger("gcsfs").propagate = False
 
 _GRANTS = {
     "gs": "grant it roles/storage.objectViewer on the bucket (storage.objects.list and storage.objects.get)",
