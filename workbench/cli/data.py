@@ -53,12 +53,20 @@ def data_cache(
     say = _echo_progress(time.perf_counter())
     kwargs = dict(drop=data.drop, positive=data.positive, partition_size=data.partition_size,
                   storage_options=data.storage_options)
-    reason = "--rebuild" if rebuild else cache_status(target, data.path, data.target, **kwargs)
+    generate = (data.synth is not None or getattr(data, "example", None) is not None) and not _exists(data.path)
+    reason = "--rebuild" if rebuild else "no export yet" if generate else cache_status(target, data.path, data.target, **kwargs)
     if reason is None:
         typer.echo(f"cache {target} is up to date with {data.path}")
         return
-    say(f"building the cache ({reason})")
     with _cluster(cluster, workers, connect) as client:
+        if generate:  # as `workbench run` would: the pipeline's synthetic or example data first
+            from .. import pipeline as pipelines
+
+            if data.synth is not None:
+                pipelines._ensure_synthetic(data, client, say)
+            else:
+                pipelines._ensure_example(data, say)
+        say(f"building the cache ({reason})")
         path = build_cache(data.path, target, data.target, compressor=compressor, client=client, progress=say, **kwargs)
     cached = read_cache(path)
     typer.echo(f"cache {path}: {cached.n_rows:,} rows, {len(cached.features)} features, "
@@ -142,6 +150,13 @@ def bench_io(
                            column_counts=tuple(columns) if columns else None, client=client, runs_dir=runs_dir,
                            progress=say)
     typer.echo(format_report(report))
+
+
+def _exists(path) -> bool:
+    import glob
+
+    paths = path if isinstance(path, list) else [path]
+    return any("://" in p or (glob.glob(p) if glob.has_magic(p) else Path(p).exists()) for p in paths)
 
 
 def _progress_bar(label: str):
