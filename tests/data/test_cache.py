@@ -160,3 +160,12 @@ def test_data_cache_command(client, export, tmp_path):
     none = subprocess.run(["workbench", "data", "cache", pipeline], capture_output=True, text=True, timeout=120)
     assert none.returncode == 2 and none.stderr.strip() == (
         f"error: {pipeline} names no cache; add `cache: <directory>` to its data section, or pass --to DIR")
+
+
+def test_a_directory_that_is_not_a_cache_is_never_replaced(client, export, tmp_path):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("keep me")
+    with pytest.raises(wb.DataError, match="exists and is not a workbench cache; choose another cache directory"):
+        build_cache(export, tmp_path / "precious", "is_miner", client=client, **READ)
+    assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
+

@@ -132,6 +132,9 @@ def write_store(
         raise DataError(f"unknown cache compressor {compressor!r}", f"use one of {', '.join(COMPRESSORS)}")
     if chunk_rows is not None and (not isinstance(chunk_rows, int) or chunk_rows < 1):
         raise DataError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+    if final.exists() and _attrs(final) is None and (not final.is_dir() or any(final.iterdir())):
+        raise DataError(f"{final} exists and is not a workbench cache",
+                        "choose another cache directory, or remove it yourself if it may go")
     counts = _label_counts(data)  # one pass over the target column: partition lengths and classes
     lengths = counts.sum(axis=1)
     chunk = int(chunk_rows or max(1, min(int(lengths.max()),
