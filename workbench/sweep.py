@@ -349,7 +349,10 @@ def run_sweep(
     if resume and not store.exists(spec.name):
         raise ConfigError(f"there is no sweep {spec.name!r} to resume in {store.database}",
                           "run it without --resume to start it")
-    recorded_spec = _merged(spec, store.get(spec.name)["spec"] if store.exists(spec.name) else None)
+    previous = store.get(spec.name) if store.exists(spec.name) else None
+    if previous is not None:
+        store.check(spec.name, fingerprint(loaded))
+    recorded_spec = _merged(spec, previous["spec"] if previous else None)
     existed = store.begin(spec.name, spec=recorded_spec, fingerprint=fingerprint(loaded),
                           planned=len(plan_cells(SweepSpec.model_validate(recorded_spec))))
     abandoned = store.abandon_running(spec.name)
@@ -357,7 +360,7 @@ def run_sweep(
     todo = [c for c in cells if c.key not in recorded or (retry_failed and recorded[c.key] == "failed")]
     result = SweepResult(spec.name, len(cells), len(cells) - len(todo), 0, 0, Path(directory), abandoned=abandoned)
     if existed:
-        say(f"sweep {spec.name}: {len(recorded)} of {len(cells)} cells recorded before"
+        say(f"sweep {spec.name}: {sum(c.key in recorded for c in cells)} of {len(cells)} cells recorded before"
             + (f"; {len(abandoned)} attempt(s) left running by a stopped sweep marked abandoned" if abandoned else "")
             + f"; {len(todo)} to run")
     else:
@@ -393,7 +396,12 @@ def _merged(spec: SweepSpec, previous: dict | None) -> dict:
     if isinstance(seeds, list) and isinstance(previous.get("seeds"), list) and len(previous["seeds"]) > len(seeds):
         seeds = previous["seeds"]
     baseline = {**previous.get("baseline", {}), **current["baseline"]}
-    return {**current, "axes": axes, "trials": trials, "seeds": seeds, "baseline": baseline}
+    merged = {**current, "axes": axes, "trials": trials, "seeds": seeds, "baseline": baseline}
+    try:
+        SweepSpec.model_validate(merged)
+    except ValidationError:
+        return current  # earlier runs' values do not combine with this one's: record this run's plan
+    return merged
 
 
 def _profile(profile):

@@ -49,10 +49,7 @@ class SweepStore:
         with self.runs._writing() as conn:
             row = conn.execute("SELECT fingerprint FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
             if row is not None and row[0] != fingerprint:
-                raise ConfigError(
-                    f"sweep {sweep_id!r} in {self.database} was recorded with another pipeline or other seeds",
-                    "give the changed sweep a new `name:` (or use another --runs-dir)",
-                )
+                self.check(sweep_id, fingerprint)
             now = _now()
             if row is None:
                 conn.execute(
@@ -63,6 +60,15 @@ class SweepStore:
                 conn.execute("UPDATE sweeps SET updated_at = ?, spec = ?, planned = ? WHERE id = ?",
                              (now, _encode(spec), planned, sweep_id))
         return row is not None
+
+    def check(self, sweep_id: str, fingerprint: str) -> None:
+        """Refuse to continue a recorded sweep with another pipeline or other seeds."""
+        rows = self.runs._fetch("SELECT fingerprint FROM sweeps WHERE id = ?", (sweep_id,))
+        if rows and rows[0][0] != fingerprint:
+            raise ConfigError(
+                f"sweep {sweep_id!r} in {self.database} was recorded with another pipeline or other seeds",
+                "give the changed sweep a new `name:` (or use another --runs-dir)",
+            )
 
     def exists(self, sweep_id: str) -> bool:
         return bool(self.runs._fetch("SELECT 1 FROM sweeps WHERE id = ?", (sweep_id,)))
