@@ -32,13 +32,23 @@ EXPECTED = {  # column: (BigQuery type, feature after normalisation)
     "never_set": ("INT64", "not a feature: all values null"),
     "fee": ("INT64", "float64"),
     "is_miner": ("BOOL", "target -> int8 0/1"),
+    "payload": ("JSON", "not a feature: unsupported type extension<arrow.json>"),
+    "valid_for": ("RANGE", "not a feature: REPEATED/STRUCT (not a feature)"),
 }
+
+
+def every_type_table(ids: list[int]) -> pa.Table:
+    """The reader tests' table plus JSON (Parquet's JSON logical type) and RANGE<DATE> (a start/end STRUCT)."""
+    table = all_types_table(ids)
+    table = table.append_column("payload", pa.array([f'{{"i": {i}}}' for i in ids], pa.json_()))
+    dates = pa.struct([("start", pa.date32()), ("end", pa.date32())])
+    return table.append_column("valid_for", pa.array([{"start": i, "end": i + 30} for i in ids], dates))
 
 
 @pytest.fixture
 def every_type(tmp_path):
     directory = tmp_path / "export"
-    tables = [all_types_table(list(range(0, 40))), all_types_table(list(range(40, 100)))]
+    tables = [every_type_table(list(range(0, 40))), every_type_table(list(range(40, 100)))]
     write_shards(directory, tables, row_group_size=20)
     return directory
 

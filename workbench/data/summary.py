@@ -44,6 +44,13 @@ def bigquery_type(field: pa.Field, logical: str | None = None) -> str:
     ``TIMESTAMP/DATETIME``; NUMERIC is DECIMAL(38, 9) and BIGNUMERIC DECIMAL(76, 38).
     """
     t = field.type
+    if isinstance(t, pa.BaseExtensionType):
+        name = getattr(t, "extension_name", "")
+        if "json" in name:
+            return "JSON"
+        if "geo" in name:
+            return "GEOGRAPHY"
+        return bigquery_type(pa.field(field.name, t.storage_type), logical)
     kind = _kind(t)
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         return f"REPEATED {bigquery_type(pa.field('element', t.value_type))}"
@@ -231,7 +238,7 @@ def _logical_types(footer: pq.FileMetaData) -> dict[str, str]:
     for i in range(footer.num_columns):
         column = footer.schema.column(i)
         if "." not in column.path:
-            out[column.path] = str(column.logical_type)
+            out[column.path] = str(getattr(column.logical_type, "type", column.logical_type))
     return out
 
 
