@@ -244,7 +244,7 @@ def cache_status(
         old = then[name]
         if entry["size"] != old["size"] or entry["modified"] != old["modified"] or entry.get("version") != old.get("version"):
             return (f"the source changed: {os.path.basename(name)} is now {entry['size']:,} bytes modified "
-                    f"{entry['modified']} (cached: {old['size']:,} bytes modified {old['modified']})")
+                    f"{_when(entry['modified'])} (cached: {old['size']:,} bytes modified {_when(old['modified'])})")
     return None
 
 
@@ -488,6 +488,12 @@ def _local_cache_path(cache) -> Path:
 
 def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _when(modified) -> str:
+    if isinstance(modified, (int, float)):
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(modified)) + f".{int(modified % 1 * 1000):03d} UTC"
+    return str(modified)
 
 
 def _short(names: list[str]) -> str:
