@@ -80,6 +80,22 @@ def test_the_grid_and_one_at_a_time(tmp_path, export):
     assert combos == {("1:1", 1, 3), ("1:4", 1, 3), ("1:1", 2, 3), ("1:1", 1, 5)}
 
 
+def test_the_shipped_sweep_file_and_the_full_study_it_documents():
+    from workbench.cli.sweep import _values
+
+    repo = Path(__file__).resolve().parents[1]
+    shipped = load_sweep(repo / "pipelines" / "rus_sweep.yaml")
+    assert len(plan_cells(shipped.spec)) == 24 and shipped.pipeline.data.synth.rows == 500_000
+    ratios = "1:1,1:5,1:10,1:25,1:50,1:100,1:500,1:1000,1:1500,1:2000"
+    full = load_sweep(repo / "pipelines" / "rus_sweep.yaml", overrides={
+        "axes.workers": _values("1,2,4,8,16", "--workers"), "axes.sampling.ratio": ratios.split(","), "trials": 20})
+    cells = plan_cells(full.spec)
+    assert len(cells) == 1000 and len({c.key for c in cells}) == 1000
+    assert full.spec.baseline_cell() == {"workers": 1, "sampling.ratio": "1:1"}
+    assert {c.seed for c in cells} == set(range(20))
+    assert _values("4,6.5,x", "--axis") == [4, 6.5, "x"]
+
+
 def test_cluster_axes_get_a_cluster_each_and_are_checked_against_the_machine(tmp_path, export):
     from workbench.errors import ClusterError
     from workbench.sweep import _groups, _with_cluster_axes, _cluster_key
