@@ -17,7 +17,7 @@ def test_bench_io_measures_every_format_and_fits_the_throughput_model(client, tm
     out = tmp_path / "out"
     said = []
     report = bench_io(rows=20_000, out=out, work_dir=tmp_path / "work", partition_sizes=("64KiB", "4MiB"),
-                      column_counts=(4, 30), client=client, runs_dir=tmp_path / "runs", progress=said.append)
+                      column_counts=(4, 30), repeats=1, client=client, runs_dir=tmp_path / "runs", progress=said.append)
     table = pd.read_csv(out / "formats.csv")
     assert list(table["format"]) == [f.name for f in FORMATS]
     assert {"parquet-snappy-rg16k", "parquet-snappy-rg1m", "parquet-zstd-rg1m", "parquet-gzip-rg1m", "feather-lz4",
@@ -48,7 +48,7 @@ def test_bench_io_measures_every_format_and_fits_the_throughput_model(client, tm
 def test_bench_io_command(client, tmp_path):
     proc = subprocess.run(
         ["workbench", "bench-io", "--rows", "4000", "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"),
-         "--partition-size", "32KiB", "--partition-size", "1MiB", "--columns", "30", "--connect", client.scheduler.address],
+         "--repeats", "1", "--partition-size", "32KiB", "--partition-size", "1MiB", "--columns", "30", "--connect", client.scheduler.address],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr

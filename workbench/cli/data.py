@@ -125,7 +125,7 @@ def bench_io(
     rows: Annotated[int, typer.Option("--rows", "-n", help="Rows of the synthetic export (without PATH).")] = 400_000,
     out: Annotated[Path, typer.Option("--out", help="Directory for the CSV files and PNG plots.")] = Path("bench-io"),
     work_dir: Annotated[Optional[Path], typer.Option(help="Where to write the format copies (default: a temporary directory).")] = None,
-    repeats: Annotated[int, typer.Option(help="Reads per format (the fastest counts).")] = 1,
+    repeats: Annotated[int, typer.Option(help="Reads per format and grid point (the fastest counts).")] = 2,
     partition_size: Annotated[Optional[list[str]], typer.Option(
         "--partition-size", help="Partition sizes of the throughput grid (repeatable; default: 3 from one row group to a shard).")] = None,
     columns: Annotated[Optional[list[int]], typer.Option(
