@@ -71,7 +71,8 @@ def data_cache(
     cached = read_cache(path)
     typer.echo(f"cache {path}: {cached.n_rows:,} rows, {len(cached.features)} features, "
                f"{cached.npartitions} partitions (built: {reason})")
-    typer.echo(f"use it: `cache: {target}` in the data section of {pipeline} (already there)" if data.cache
+    named = data.cache is not None and Path(target) == Path(data.cache)
+    typer.echo(f"`workbench run {pipeline}` reads it (data.cache)" if named
                else f"use it: add `cache: {target}` to the data section of {pipeline}")
 
 
