@@ -96,6 +96,25 @@ def test_a_table_without_rows_or_auc_still_reports(tmp_path):
     assert len(A.load_results(table)) == len(table)
 
 
+def test_the_report_command_on_a_published_table(tmp_path):
+    study(trials=3).rename(columns={"workers": "nodes", "train_seconds": "time_s"}).to_csv(tmp_path / "pub.csv", index=False)
+    proc = subprocess.run(["workbench", "report", "pub.csv", "--column", "workers=nodes", "--time", "time_s",
+                           "--out", "out"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "report out/index.html" in proc.stdout and "7 figures" in proc.stdout
+    assert "time_s, ratio 1:1000" in (tmp_path / "out" / "report.md").read_text()
+    proc = subprocess.run(["workbench", "report", "pub.csv", "--out", "bad"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: pub.csv lacks the column(s) workers, train_seconds")
+    assert not (tmp_path / "bad").exists()
+    proc = subprocess.run(["workbench", "recommend", "--table", "pub.csv", "--column", "workers=nodes", "--time",
+                           "time_s", "--rows", "3000000", "-w", "1,2,4,8,16,32"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^recommend: (16|32) worker\(s\) for 3,000,000 rows", proc.stdout, re.M), proc.stdout
+
+
 # ---------------------------------------------------------------- Chromium through the DevTools protocol
 
 

@@ -283,6 +283,33 @@ def test_resume_after_the_sweep_process_is_killed_mid_way(tmp_path, export):
     assert "6 cells; " in resumed.stdout and "recorded before" in resumed.stdout
 
 
+def test_sigterm_stops_the_sweep_cleanly_and_closes_the_cell_in_flight(tmp_path, export):
+    path = sweep_file(tmp_path, export, name="stopped", axes={"workers": [1]}, trials=4)
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(["workbench", "sweep", str(path), "--runs-dir", str(runs)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 180
+        while not (len(recorded_cells(runs)) >= 1 and running_attempts(runs) == 1):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)  # scancel, kill: unwinds like Ctrl-C
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert not psutil.wait_procs(children, timeout=30)[1]
+    attempts = SweepStore(runs).attempts("stopped")
+    assert [a["status"] for a in attempts].count("abandoned") == 1 and running_attempts(runs) == 0
+    stopped = [a for a in attempts if a["status"] == "abandoned"][0]
+    if stopped["run_id"]:
+        assert RunStore(runs).get(stopped["run_id"]).status == "failed"
+    assert not RunStore(runs).list(status="running")
+    assert stopped["cell_key"] not in dict(recorded_cells(runs))
+
+
 # ---------------------------------------------------------------- faults: a killed worker, the watchdog
 
 
