@@ -106,7 +106,7 @@ def data_export_bigquery(
     overwrite: Annotated[bool, typer.Option(help="Replace files already under the prefix.")] = False,
     target: Annotated[Optional[str], typer.Option(help="Label column, for the pipeline snippet printed at the end.")] = None,
 ):
-    """Export a query or table from BigQuery to sharded Parquet in Cloud Storage (needs workbench[bigquery])."""
+    """Export a query or table from BigQuery to sharded Parquet in Cloud Storage (needs the bigquery extra)."""
     from ..data.export import export_bigquery, training_hint
 
     say = _echo_progress(time.perf_counter())
