@@ -69,3 +69,23 @@ def test_a_small_sweep_end_to_end_on_slurm(tmp_path):
     assert "8 of 8 cells recorded before; 0 to run" in again.stderr
     assert len(SweepStore(tmp_path / "runs").cells("on-slurm")) == 8
     assert wait_queue_empty(), squeue()
+
+
+def test_the_sweep_scales_a_slurm_cluster_down_and_the_cancelled_job_leaves(tmp_path):
+    from workbench.sweep import run_sweep
+
+    export = tmp_path / "export"
+    synth_bitcoin_export(export, 20_000, positive_rate=0.03, rows_per_shard=10_000, seed=1)
+    profile = write_profile(tmp_path, job_name="wb-down")
+    path = sweep_file(tmp_path, export, name="down", axes={"workers": [2, 1]}, trials=1)
+    counts: list[int] = []
+
+    def on_cell(cell, row):
+        counts.append(sum("wb-down RUNNING" in job for job in squeue()))
+
+    result = run_sweep(path, cluster=profile, runs_dir=tmp_path / "runs", on_cell=on_cell)
+    assert (result.succeeded, result.failed) == (2, 0)
+    assert counts == [2, 1]  # the second job was cancelled before the 1-worker cell ran
+    assert [c["workers"] for c in SweepStore(tmp_path / "runs").cells("down")] == [2, 1]
+    assert wait_queue_empty(), squeue()
+
