@@ -400,21 +400,24 @@ class _CacheReader:
         wanted = [n for n in self.dtypes if columns is None or n in columns]
         try:
             arrays, target, rows = _open_arrays(self.directory, self.token)
-            out = {}
+            index = pd.Index(rows[start:stop], name="row")
+            pieces = []
             for array, names in arrays:
                 positions = [i for i, n in enumerate(names) if n in wanted]
                 if not positions:
                     continue
                 block = array[:, start:stop] if len(positions) == len(names) else array.get_orthogonal_selection(
                     (positions, slice(start, stop)))
-                out.update({names[i]: column for i, column in zip(positions, block)})
+                # (feature, row) in C order is exactly a pandas block: the frame wraps it, no copy
+                pieces.append(pd.DataFrame(block.T, columns=[names[i] for i in positions], index=index, copy=False))
             if self.target in wanted:
-                out[self.target] = target[start:stop]
-            index = pd.Index(rows[start:stop], name="row")
+                pieces.append(pd.DataFrame({self.target: target[start:stop]}, index=index))
         except (FileNotFoundError, KeyError, ValueError) as exc:
             raise DataError(f"the cache at {self.directory} is incomplete or corrupt ({exc})",
                             "rebuild it with `workbench data cache PIPELINE --rebuild`") from None
-        return pd.DataFrame({name: out[name] for name in wanted}, index=index)
+        if not pieces:
+            return pd.DataFrame(index=index)
+        return pd.concat(pieces, axis=1)[wanted]
 
 
 @functools.lru_cache(maxsize=16)
