@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 
 from .config import PipelineSpec, _explain, _Strict, load_yaml, validate
 from .errors import ClusterError, ConfigError, WorkbenchError, WorkbenchWarning
@@ -102,16 +102,26 @@ class SweepSpec(_Strict):
             raise ValueError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
         return values
 
-    @model_validator(mode="after")
-    def _cross(self):
-        if isinstance(self.seeds, list) and len(self.seeds) != self.trials:
-            raise ValueError(f"seeds lists {len(self.seeds)} seeds for {self.trials} trials; give one per trial or one number")
-        for key, value in self.baseline.items():
-            if key not in self.axes:
-                raise ValueError(f"baseline names {key!r}, which is not an axis ({', '.join(self.axes) or 'none'})")
-            if _norm(value) not in {_norm(v) for v in self.axes[key]}:
-                raise ValueError(f"baseline {key}: {value!r} is not one of the axis values {self.axes[key]}")
-        return self
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds, info):
+        trials = info.data.get("trials")
+        if isinstance(seeds, list) and trials is not None and len(seeds) != trials:
+            raise ValueError(f"seeds lists {len(seeds)} seeds for {trials} trials; give one per trial or one number")
+        return seeds
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline(cls, baseline, info):
+        axes = info.data.get("axes")
+        if axes is None:
+            return baseline
+        for key, value in baseline.items():
+            if key not in axes:
+                raise ValueError(f"baseline names {key!r}, which is not an axis ({', '.join(axes) or 'none'})")
+            if _norm(value) not in {_norm(v) for v in axes[key]}:
+                raise ValueError(f"baseline {key}: {value!r} is not one of the axis values {axes[key]}")
+        return baseline
 
     @property
     def timeout_seconds(self) -> float:
@@ -184,7 +194,10 @@ def load_sweep(path: str | os.PathLike | dict, *, overrides: dict | None = None)
                     data["baseline"] = {k: v for k, v in baseline.items() if k != axis}
             else:
                 data[key] = value
-    spec = validate(SweepSpec, data, lines, source)
+    try:
+        spec = validate(SweepSpec, data, lines, source)
+    except ConfigError as exc:
+        raise ConfigError(exc.problem, (exc.fix or "").replace("docs/pipeline.md", "docs/sweeps.md") or None) from None
     if isinstance(spec.pipeline, dict):
         pipeline = validate(PipelineSpec, spec.pipeline, {k[1:]: v for k, v in lines.items() if k[:1] == ("pipeline",)},
                             f"{source} (pipeline)")

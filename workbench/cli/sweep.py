@@ -55,6 +55,8 @@ def sweep(
     trials: Annotated[Optional[int], typer.Option("--trials", help="Trials per cell.")] = None,
     timeout: Annotated[Optional[str], typer.Option("--timeout", help="Watchdog per attempt, e.g. 600 or 10m.")] = None,
     retries: Annotated[Optional[int], typer.Option("--retries", help="Attempts after a failed one (not for bad input).")] = None,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="First seed (trial t gets it + t), or one seed per trial: 0 or 11,12,13.")] = None,
+    metrics: Annotated[Optional[str], typer.Option("--metrics", help="Metrics kept per cell, e.g. roc_auc,pr_auc,recall.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a sweep started before (re-running the same command does too).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run the cells recorded as failed again.")] = False,
     connect: Annotated[Optional[str], typer.Option("--connect", help="A running cluster (address or connection file); it must be scalable.")] = None,
@@ -77,6 +79,11 @@ def sweep(
     for key, value in (("trials", trials), ("timeout", timeout), ("retries", retries)):
         if value is not None:
             overrides[key] = value
+    if seeds:
+        values = _values(seeds, "--seeds")
+        overrides["seeds"] = values[0] if len(values) == 1 else values
+    if metrics:
+        overrides["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]
     say = _echo_progress(time.perf_counter())
     if connect:
         from ..cluster import cluster as open_cluster
