@@ -73,6 +73,7 @@ _LAZY = {
     "cache_export": ".data.cache",
     "cache_status": ".data.cache",
     "read_cache": ".data.cache",
+    "refresh_cache": ".data.cache",
     "load_dataset": ".data.cache",
     "summarize_export": ".data.summary",
     "bench_io": ".data.benchio",

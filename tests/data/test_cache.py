@@ -137,7 +137,7 @@ def test_a_pipeline_names_the_cache_as_its_data_source(client, export, tmp_path)
     assert data.info["cache_built"] and "no cache at" in said[0]
     assert load_dataset(spec, client).info["cache_built"] is False
     direct = load_dataset(DataSpec(path=str(tmp_path / "btc.zarr"), target="is_miner"), client)
-    assert direct.partition_keys == data.partition_keys
+    assert direct.partition_keys == data.partition_keys and "cache_reason" not in direct.info
     with pytest.raises(wb.DataError, match="has target 'is_miner', not 'n_tx'"):
         load_dataset(DataSpec(path=str(tmp_path / "btc.zarr"), target="n_tx"), client)
     with pytest.raises(wb.DataError, match="numeric features only"):
@@ -168,4 +168,24 @@ def test_a_directory_that_is_not_a_cache_is_never_replaced(client, export, tmp_p
     with pytest.raises(wb.DataError, match="exists and is not a workbench cache; choose another cache directory"):
         build_cache(export, tmp_path / "precious", "is_miner", client=client, **READ)
     assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_cache_named_as_data_path_is_checked_against_its_recorded_source(client, export, tmp_path):
+    source = tmp_path / "export"
+    source.mkdir()
+    shards = sorted(export.glob("*.parquet"))
+    (source / shards[0].name).write_bytes(shards[0].read_bytes())
+    cache = build_cache(source, tmp_path / "btc.zarr", "is_miner", client=client, **READ)
+    spec = DataSpec(path=str(cache), target="is_miner")
+    assert load_dataset(spec, client).n_rows == 16_000
+    (source / shards[3].name).write_bytes(shards[3].read_bytes())  # one more shard exported
+    said = []
+    rebuilt = load_dataset(spec, client, progress=said.append)
+    assert rebuilt.n_rows == 16_000 + 12_000 and "new shard(s)" in rebuilt.info["cache_reason"]
+    assert "is stale" in said[0] and rebuilt.partition_keys == wb.read_bigquery_export(source, "is_miner", **READ).partition_keys
+    for shard in source.iterdir():  # the source gone: the cache is used as it is, with a warning
+        shard.unlink()
+    source.rmdir()
+    with pytest.warns(wb.WorkbenchWarning, match="cannot check the cache .* against its source"):
+        assert load_dataset(spec, client).n_rows == 16_000 + 12_000
 

@@ -51,6 +51,7 @@ __all__ = [
     "is_cache",
     "load_dataset",
     "read_cache",
+    "refresh_cache",
 ]
 
 CACHE_FORMAT = 1
@@ -306,12 +307,47 @@ def load_dataset(data_spec, client=None, progress: Callable[[str], None] | None 
         if data.target != data_spec.target:
             raise DataError(f"the cache at {data_spec.path} has target {data.target!r}, not {data_spec.target!r}",
                             "build a cache for this target (data.cache) or fix data.target")
-        return data
+        return refresh_cache(data_spec.path, storage_options=data_spec.storage_options, client=client,
+                             progress=progress)
     return read_bigquery_export(
         data_spec.path, data_spec.target, drop=data_spec.drop, positive=data_spec.positive,
         keep_nested=data_spec.keep_nested, partition_size=partition_size,
         storage_options=data_spec.storage_options,
     )
+
+
+def refresh_cache(cache: str | os.PathLike, *, storage_options: dict | None = None, client=None,
+                  progress: Callable[[str], None] | None = None) -> Dataset:
+    """A cache named on its own, checked against the source it recorded and rebuilt from it if stale.
+
+    When the source cannot be listed any more (moved, no credentials here) the cache is used as it
+    is, with a warning that says so.
+    """
+    import warnings
+
+    from ..errors import WorkbenchWarning
+
+    attrs = _attrs(_local_cache_path(cache))
+    sources = attrs["reader"].get("source") or []
+    norm = attrs["normalisation"]
+    if not sources or not norm:  # written by bench-io or by hand: nothing to check against
+        return read_cache(cache)
+    source = sources if len(sources) > 1 else sources[0]
+    kwargs = dict(drop=norm["drop"], positive=norm["positive"], partition_size=norm["partition_size"],
+                  storage_options=storage_options)
+    try:
+        reason = cache_status(cache, source, norm["target"], **kwargs)
+    except DataError as exc:
+        warnings.warn(f"cannot check the cache {cache} against its source ({exc.problem}); using it as it is",
+                      WorkbenchWarning, stacklevel=2)
+        return read_cache(cache)
+    if reason is None:
+        return read_cache(cache)
+    say = progress or (lambda message: None)
+    say(f"cache: {cache} is stale ({reason}); rebuilding it from its source")
+    data = cache_export(source, cache, norm["target"], rebuild=True, client=client, progress=progress,
+                        compressor=attrs.get("compressor"), **kwargs)
+    return data.with_frame(data.frame, data.class_counts, cache_reason=reason)
 
 
 # ---------------------------------------------------------------- writing
