@@ -261,24 +261,29 @@ def test_resume_after_the_sweep_process_is_killed_mid_way(tmp_path, export):
             proc.kill()
     before = dict(recorded_cells(runs))
     assert 2 <= len(before) < 6
+    left_running = running_attempts(runs)  # 1 unless the kill landed between two cells
     gone, alive = psutil.wait_procs(children, timeout=30)  # the cluster's worker processes go with it
     assert not alive, alive
 
     resumed = subprocess.run(["workbench", "sweep", str(path), "--resume", "--runs-dir", str(runs)],
                              capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{len(before)} of 6 cells recorded before; 1 attempt(s) left running by a stopped sweep marked abandoned" \
-        in resumed.stderr
+    if left_running:
+        assert f"{len(before)} of 6 cells recorded before; 1 attempt(s) left running by a stopped sweep marked " \
+               "abandoned" in resumed.stderr, resumed.stderr
+    else:
+        assert f"{len(before)} of 6 cells recorded before; {6 - len(before)} to run" in resumed.stderr
     after = recorded_cells(runs)
     keys = [key for key, _ in after]
     assert len(keys) == 6 and len(set(keys)) == 6  # none missing, none twice
     assert {key: run for key, run in after if key in before} == before  # recorded cells were not run again
     attempts = SweepStore(runs).attempts("killed")
     abandoned = [a for a in attempts if a["status"] == "abandoned"]
-    assert len(abandoned) == 1 and abandoned[0]["fault"] == ABANDONED
-    assert abandoned[0]["cell_key"] not in before
-    left = RunStore(runs).get(abandoned[0]["run_id"]) if abandoned[0]["run_id"] else None
-    assert left is None or (left.status == "failed" and left.error == ABANDONED)
+    assert len(abandoned) == left_running
+    for attempt in abandoned:
+        assert attempt["fault"] == ABANDONED and attempt["cell_key"] not in before
+        left = RunStore(runs).get(attempt["run_id"]) if attempt["run_id"] else None
+        assert left is None or (left.status == "failed" and left.error == ABANDONED)
     assert not RunStore(runs).list(status="running")
     assert "6 cells; " in resumed.stdout and "recorded before" in resumed.stdout
 
@@ -302,12 +307,14 @@ def test_sigterm_stops_the_sweep_cleanly_and_closes_the_cell_in_flight(tmp_path,
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
     assert not psutil.wait_procs(children, timeout=30)[1]
     attempts = SweepStore(runs).attempts("stopped")
-    assert [a["status"] for a in attempts].count("abandoned") == 1 and running_attempts(runs) == 0
-    stopped = [a for a in attempts if a["status"] == "abandoned"][0]
-    if stopped["run_id"]:
-        assert RunStore(runs).get(stopped["run_id"]).status == "failed"
+    statuses = [a["status"] for a in attempts]
+    # the signal lands in the cell in flight (or, rarely, between two cells: then nothing is abandoned)
+    assert set(statuses) <= {"succeeded", "abandoned"} and statuses.count("abandoned") <= 1, statuses
+    for stopped in (a for a in attempts if a["status"] == "abandoned"):
+        if stopped["run_id"]:
+            assert RunStore(runs).get(stopped["run_id"]).status == "failed"
+        assert stopped["cell_key"] not in dict(recorded_cells(runs))
     assert not RunStore(runs).list(status="running")
-    assert stopped["cell_key"] not in dict(recorded_cells(runs))
 
 
 # ---------------------------------------------------------------- faults: a killed worker, the watchdog
