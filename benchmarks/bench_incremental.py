@@ -102,6 +102,7 @@ def main(argv=None) -> None:
         logs = [line for _, line in client.get_scheduler_logs(n=10_000)]
         logs += [line for lines in client.get_worker_logs(n=10_000, nanny=True).values() for _, line in lines]
         restarts = [line for line in logs if any(word in line for word in RESTART_WORDS)]
+        pauses = [line for line in logs if "Pausing worker" in line]
 
     t_stats = result.timings["preprocess"]
     print(f"feature statistics (one pass)        {t_stats:7.1f}s  {train.n_rows / t_stats:12,.0f} rows/s  "
@@ -115,7 +116,7 @@ def main(argv=None) -> None:
     print(f"client peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     same = before == after
     print(f"workers before {len(before)}, after {len(after)}, same processes: {same}; "
-          f"restart/kill lines in logs: {len(restarts)}")
+          f"restart/kill lines in logs: {len(restarts)}; memory pauses: {len(pauses)}")
     for line in restarts[:5]:
         print("   ", line[:160])
 

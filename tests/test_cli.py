@@ -149,7 +149,7 @@ def test_run_prints_a_summary(happy):
     assert re.search(r"^  rows +200,000 in files; train [\d,]+ \([\d,]+ positive\) -> [\d,]+ after RUS; "
                      r"test 40,000 \([\d,]+ positive\)$", out, re.MULTILINE), out
     assert re.search(r"^  class ratio +1:4\d\.\d before RUS -> 1:5\.0 after$", out, re.MULTILINE), out
-    assert re.search(r"^  model +\d+ trees kept \(best validation round\) of \d+ trained$", out, re.MULTILINE), out
+    assert re.search(r"^  model +xgboost: \d+ trees kept \(best validation round\) of \d+ trained$", out, re.MULTILINE), out
     timings = re.search(r"^  timings +(.*)$", out, re.MULTILINE).group(1)
     assert set(re.findall(r"(\w+) \d+\.\d+s", timings)) == PHASES
     assert re.search(r"^  ROC AUC +0\.\d{4}  \(exact, on 40,000 held-out test rows\)$", out, re.MULTILINE), out

@@ -276,8 +276,12 @@ ModelSpec = Annotated[
     | Annotated[XGBoostHalvingModel, Tag("xgboost_halving")],
     Discriminator(_model_type),
 ]
-MODEL_TYPES = ("xgboost", "sklearn", "ensemble", "incremental", "averaged_sgd", "search", "hyperband",
-               "xgboost_halving")
+MODEL_CLASSES: dict[str, type[BaseModel]] = {
+    "xgboost": XGBoostModel, "sklearn": SklearnModel, "ensemble": EnsembleModel, "incremental": IncrementalModel,
+    "averaged_sgd": AveragedSGDModel, "search": SearchModel, "hyperband": HyperbandModel,
+    "xgboost_halving": XGBoostHalvingModel,
+}
+MODEL_TYPES = tuple(MODEL_CLASSES)
 
 
 class MetricsSpec(_Strict):
@@ -386,7 +390,7 @@ def _explain(error: dict, model: type[BaseModel]) -> str:
         if close:
             return f"unknown key (did you mean {close[0]!r}?)"
         home = [name for name, field in model.model_fields.items()
-                if _submodel(field.annotation) and key in _submodel(field.annotation).model_fields]
+                if any(key in section.model_fields for section in _sections(field))]
         return "unknown key" + (f" (it belongs under {home[0]!r})" if home else "")
     if error["type"] == "missing":
         return "required key is missing"
@@ -399,6 +403,19 @@ def _explain(error: dict, model: type[BaseModel]) -> str:
     return message[len("Value error, "):] if message.startswith("Value error, ") else message
 
 
+def _is_model_union(field) -> bool:
+    """Whether a pydantic field is ``model:``, the discriminated union of the model types."""
+    return any(isinstance(m, Discriminator) for m in getattr(field, "metadata", ()))
+
+
+def _sections(field) -> list[type[BaseModel]]:
+    """The models a field's value may be validated by: its submodel, or every model type."""
+    annotation = field.annotation
+    if _is_model_union(field):
+        return list(MODEL_CLASSES.values())
+    return [m] if (m := _submodel(annotation)) else []
+
+
 def _submodel(annotation) -> type[BaseModel] | None:
     for arg in (annotation, *getattr(annotation, "__args__", ())):
         if isinstance(arg, type) and issubclass(arg, BaseModel):
@@ -408,8 +425,15 @@ def _submodel(annotation) -> type[BaseModel] | None:
 
 def _section_model(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The model that validates the mapping at ``loc`` (None past a list or a plain dict)."""
-    for part in loc:
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
         field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is not None and _is_model_union(field):
+            # a discriminated union: pydantic's location names the member by its tag next
+            tag = parts.pop(0) if parts and parts[0] in MODEL_CLASSES else "xgboost"
+            model = MODEL_CLASSES[tag]
+            continue
         model = _submodel(field.annotation) if field else None
         if model is None:
             return None

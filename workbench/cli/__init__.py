@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         returned = command.main(args=argv, prog_name="workbench", standalone_mode=False)
     except typer.Exit as exc:
+        if exc.exit_code == 130:  # Typer's answer to Ctrl-C, SIGTERM and SIGHUP (see _interrupt)
+            typer.echo("interrupted", err=True)
         return exc.exit_code
     except typer.Abort:
         typer.echo("interrupted", err=True)
