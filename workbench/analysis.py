@@ -171,9 +171,7 @@ def anova(table: pd.DataFrame, response: str = TIME, factor: str = "workers", by
     from statsmodels.stats.anova import anova_lm
 
     out: dict = {}
-    for value, sub in _by(table, by):
-        frame = pd.DataFrame({"y": sub[response].astype(float), "g": sub[factor]}).dropna()
-        reason = _untestable(frame)
+    for value, frame, reason in _groups(table, response, factor, by):
         if reason:
             out[value] = reason
             continue
@@ -190,6 +188,13 @@ def _by(table: pd.DataFrame, by: str | None):
     if by is None or by not in table.columns:
         return [(None, table)]
     return [(value, table[table[by] == value]) for value in size_order(table, by)]
+
+
+def _groups(table: pd.DataFrame, response: str, factor: str, by: str | None):
+    """``(value of by, frame of y and g, reason it cannot be tested or None)`` per group."""
+    for value, sub in _by(table, by):
+        frame = pd.DataFrame({"y": sub[response].astype(float), "g": sub[factor]}).dropna()
+        yield value, frame, _untestable(frame)
 
 
 def _untestable(frame: pd.DataFrame) -> str | None:
@@ -211,9 +216,7 @@ def tukey(table: pd.DataFrame, response: str = TIME, factor: str = "workers", by
     from statsmodels.stats.multicomp import pairwise_tukeyhsd
 
     out: dict = {}
-    for value, sub in _by(table, by):
-        frame = pd.DataFrame({"y": sub[response].astype(float), "g": sub[factor]}).dropna()
-        reason = _untestable(frame)
+    for value, frame, reason in _groups(table, response, factor, by):
         if reason:
             out[value] = reason
             continue
