@@ -79,7 +79,7 @@ def _model_lines(d: dict) -> list[str]:
         lines.append(f"  model         xgboost: {d['best_iteration'] + 1} trees kept (best validation round) "
                      f"of {d['boosted_rounds']} trained")
     if "models" in d:
-        lines.append(f"  model         {kind}; test scores of every model (the run's metrics are {d['primary']!r}'s):")
+        lines.append(f"  model         {kind}; test scores of every model (the run's metrics are those of {d['primary']}):")
         for name, row in d["models"].items():
             fit = f"  fit {row['fit_seconds']:.1f}s" if row.get("fit_seconds") is not None else ""
             lines.append(f"    {name:<18} ROC AUC {row['roc_auc']:.4f}  PR AUC {row['pr_auc']:.4f}{fit}")
