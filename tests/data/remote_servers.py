@@ -50,7 +50,27 @@ def service_account_file(path, email: str, token_uri: str) -> str:
     return str(path)
 
 
-class GCSFront:
+class _LoopbackServer:
+    """An HTTP server on 127.0.0.1 (a free port), served from a thread while the ``with`` block runs."""
+
+    def _serve(self, handler) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+class GCSFront(_LoopbackServer):
     """Authorising front for the GCS emulator: ``tokens`` maps service account -> whether it may read."""
 
     def __init__(self, upstream_port: int, tokens: dict[str, bool]):
@@ -111,19 +131,7 @@ class GCSFront:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self._serve(Handler)
 
 
 def _moto_sees_the_raw_query() -> None:
@@ -190,7 +198,7 @@ class S3Server:
             response.read()
 
 
-class BigQueryStub:
+class BigQueryStub(_LoopbackServer):
     """A stand-in for BigQuery's REST jobs API (``jobs.insert`` and ``jobs.get``) on loopback.
 
     It runs no SQL. It records each job's configuration as the client sent it, reports the job
@@ -243,19 +251,7 @@ class BigQueryStub:
                         on_done(job)
                 self._json(200, job)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self._serve(Handler)
 
     def client(self, project: str = "workbench-test"):
         """A real ``google.cloud.bigquery.Client`` pointed at the stub."""
