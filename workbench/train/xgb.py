@@ -19,6 +19,9 @@ from ..data.dataset import Dataset
 from ..errors import SamplingError, WorkbenchError, WorkbenchWarning
 from ..metrics import Metrics, evaluate
 from ._inmemory import stack_partitions
+from ._tracker import install as _install_tracker
+
+_install_tracker()  # XGBoost's tracker in a child process: a dying worker cannot abort this one
 
 __all__ = ["XGBoostResult", "train_xgboost", "predict_scores", "DEFAULT_PARAMS"]
 
