@@ -98,10 +98,8 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
         run.log_timing(phase, seconds)
 
     data_spec = spec.data
-    if data_spec.synth is not None:
-        _ensure_synthetic(data_spec, client, say)
-    if data_spec.example is not None:
-        _ensure_example(data_spec, say)
+    if data_spec.synth is not None or data_spec.example is not None:
+        _ensure_data(data_spec, client, say)
 
     t = time.perf_counter()
     data = load_dataset(data_spec, client, progress=say)  # Parquet, or the Zarr cache data.cache names
@@ -215,33 +213,26 @@ def _should_persist(data: Dataset, persist, client) -> bool:
     return bool(memory) and estimate < dask.config.get("workbench.persist.memory_fraction") * memory
 
 
-def _ensure_example(data_spec, say) -> None:
+def _ensure_data(data_spec, client, say) -> None:
+    """Write the export ``data.synth`` or ``data.example`` describes if no file matches ``data.path``."""
     paths = data_spec.path if isinstance(data_spec.path, list) else [data_spec.path]
     if any(glob.glob(p) if glob.has_magic(p) else Path(p).exists() for p in paths):
         return
     target = Path(paths[0])
     directory = target.parent if glob.has_magic(paths[0]) or target.suffix == ".parquet" else target
-    from .data.nycflights import export_nycflights
-
-    say(f"data: no files at {paths[0]}; writing the {data_spec.example} example as Parquet in {directory}/")
     t = time.perf_counter()
-    files = export_nycflights(directory)
-    say(f"data: wrote {len(files)} shard(s) in {time.perf_counter() - t:.1f}s")
+    if data_spec.synth is not None:
+        from .data.synth import synth_bitcoin_export
 
+        synth = data_spec.synth
+        say(f"data: no files at {paths[0]}; generating a synthetic export of {synth.rows:,} rows in {directory}/")
+        files = synth_bitcoin_export(
+            directory, synth.rows, positive_rate=synth.positive_rate, signal=synth.signal, seed=synth.seed,
+            rows_per_shard=synth.rows_per_shard, table=synth.table, client=client,
+        )
+    else:
+        from .data.nycflights import export_nycflights
 
-def _ensure_synthetic(data_spec, client, say) -> None:
-    paths = data_spec.path if isinstance(data_spec.path, list) else [data_spec.path]
-    if any(glob.glob(p) if glob.has_magic(p) else Path(p).exists() for p in paths):
-        return
-    target = Path(paths[0])
-    directory = target.parent if glob.has_magic(paths[0]) or target.suffix == ".parquet" else target
-    from .data.synth import synth_bitcoin_export
-
-    synth = data_spec.synth
-    say(f"data: no files at {paths[0]}; generating a synthetic export of {synth.rows:,} rows in {directory}/")
-    t = time.perf_counter()
-    files = synth_bitcoin_export(
-        directory, synth.rows, positive_rate=synth.positive_rate, signal=synth.signal, seed=synth.seed,
-        rows_per_shard=synth.rows_per_shard, table=synth.table, client=client,
-    )
+        say(f"data: no files at {paths[0]}; writing the {data_spec.example} example as Parquet in {directory}/")
+        files = export_nycflights(directory)
     say(f"data: wrote {len(files)} shard(s) in {time.perf_counter() - t:.1f}s")

@@ -63,11 +63,12 @@ def predict(
     _check_width(fitted, dataset.features, model_file)
     written = predict_to_parquet(fitted, dataset, out, client=client, overwrite=overwrite)
     import dask.dataframe as dd
+    import pyarrow.dataset as ds
 
-    scored = dd.read_parquet(written)
-    rows = int(scored.map_partitions(len).sum().compute())
+    rows = ds.dataset(written, format="parquet").count_rows()  # from the files' footers
     metrics = None
-    if dataset.target is not None and dataset.target in scored.columns:
+    if dataset.target is not None and dataset.target in dataset.frame.columns:
+        scored = dd.read_parquet(written, columns=["score", dataset.target])
         metrics = evaluate(scored.rename(columns={dataset.target: "label"}), threshold)
     return Prediction(out=written, rows=rows, model=str(model_file), run_id=run_id,
                       target=dataset.target if metrics is not None else None, metrics=metrics)

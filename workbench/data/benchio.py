@@ -34,6 +34,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from ..errors import DataError
+from .cache import disk_usage
 from .dataset import Dataset
 
 __all__ = ["FORMATS", "BenchReport", "bench_io", "format_report"]
@@ -162,7 +163,7 @@ def bench_io(
                 written = _write(fmt, data, target_dir, client)
                 write_seconds = time.perf_counter() - started
                 read_seconds = min(_timed_read(fmt, written, data, client) for _ in range(repeats))
-                size = _du(target_dir)
+                size = disk_usage(target_dir)
                 table.append({
                     "format": fmt.name, "write_s": write_seconds, "read_s": read_seconds, "size_mib": size / 2**20,
                     "compression_ratio": memory / size if size else float("nan"),
@@ -409,6 +410,3 @@ def _save(out: Path, formats: pd.DataFrame, grid: pd.DataFrame, regression: pd.D
     plt.close(fig)
     return files
 
-
-def _du(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

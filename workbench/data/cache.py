@@ -108,7 +108,7 @@ def build_cache(
     attrs = {"sources": sources, "schema": _schema(path, storage_options), "normalisation": normalisation}
     lengths = write_store(data, final, compressor=compressor, chunk_rows=chunk_rows, client=client, attrs=attrs)
     say(f"cache: wrote {sum(lengths):,} rows, {len(data.features)} features in "
-        f"{time.perf_counter() - started:.1f}s ({_du(final) / 2**20:.1f} MiB on disk)")
+        f"{time.perf_counter() - started:.1f}s ({disk_usage(final) / 2**20:.1f} MiB on disk)")
     return final
 
 
@@ -136,7 +136,9 @@ def write_store(
     if final.exists() and _attrs(final) is None and (not final.is_dir() or any(final.iterdir())):
         raise DataError(f"{final} exists and is not a workbench cache",
                         "choose another cache directory, or remove it yourself if it may go")
-    counts = _label_counts(data)  # one pass over the target column: partition lengths and classes
+    from ..sampling import label_counts
+
+    counts = label_counts(data)  # one pass over the target column: partition lengths and classes
     lengths = counts.sum(axis=1)
     chunk = int(chunk_rows or max(1, min(int(lengths.max()),
                                          dask.config.get("workbench.cache.max_chunk_rows", MAX_CHUNK_ROWS))))
@@ -395,14 +397,6 @@ def _write_partition(frame: pd.DataFrame, directory: str, features, target: str,
     return length
 
 
-def _label_counts(data: Dataset) -> np.ndarray:
-    from ..sampling import _count_labels
-
-    meta = pd.DataFrame({k: pd.Series([], dtype="int64") for k in ("neg", "pos", "other")})
-    parts = data.y.map_partitions(_count_labels, meta=meta).to_delayed()
-    return pd.concat(dask.compute(*parts), ignore_index=True)[["neg", "pos", "other"]].to_numpy(dtype="int64")
-
-
 def _replace(temporary: Path, final: Path) -> None:
     """Put ``temporary`` at ``final``: renames only, so readers see the old cache or the new one."""
     old = None
@@ -525,7 +519,8 @@ def _local_cache_path(cache) -> Path:
     return Path(text.removeprefix("file://")).expanduser().absolute()
 
 
-def _du(path: Path) -> int:
+def disk_usage(path: Path) -> int:
+    """Bytes of every file below ``path``."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 

@@ -69,25 +69,29 @@ def _xgboost(spec, model: XGBoostModel, train, valid, test, client, timed, say) 
 def _sklearn(spec, model: SklearnModel, train, valid, test, client, timed, say) -> Trained:
     name = _short_name(model.estimator)
     say(f"train: {name} in memory on a worker ({train.n_rows:,} rows)")
-    return _ensemble(spec, EnsembleModel(type="ensemble", members={name: model.model_dump(include={
-        "estimator", "params", "preprocess"})}, method="none", seed=model.seed), train, valid, test, client, timed,
-        say, quiet=True)
+    return _fit_members("sklearn", {name: model}, "none", 2, model.seed, train, test, client, timed, say)
 
 
-def _ensemble(spec, model: EnsembleModel, train, valid, test, client, timed, say, quiet=False) -> Trained:
+def _ensemble(spec, model: EnsembleModel, train, valid, test, client, timed, say) -> Trained:
+    say(f"train: {len(model.members)} member(s) in parallel ({', '.join(model.members)})"
+        + ("" if model.method == "none" else f", combined by {model.method}"))
+    return _fit_members("ensemble", model.members, model.method, model.cv, model.seed, train, test, client, timed,
+                        say)
+
+
+def _fit_members(kind, specs, method, cv, seed, train, test, client, timed, say) -> Trained:
+    """Fit the classifiers of ``specs`` side by side (``train_ensemble``) and combine them by ``method``."""
     from .ensemble import train_ensemble
 
-    members = {name: _with_seed(make_estimator(m.estimator, m.params, m.preprocess), model.seed)
-               for name, m in model.members.items()}
-    if not quiet:
-        say(f"train: {len(members)} member(s) in parallel ({', '.join(members)})"
-            + ("" if model.method == "none" else f", combined by {model.method}"))
+    members = {name: _with_seed(make_estimator(m.estimator, m.params, m.preprocess), seed)
+               for name, m in specs.items()}
     started = time.perf_counter()
-    result = train_ensemble(members, train, test, method=model.method, cv=model.cv, seed=model.seed, client=client)
+    result = train_ensemble(members, train, test, method=method, cv=cv, seed=seed, client=client)
     timed("train", result.timings.get("parallel", 0.0) + result.timings.get("collect", 0.0))
     timed("metrics", result.timings.get("score", 0.0))
-    say(f"train: {time.perf_counter() - started:.1f}s wall, {result.timings['serial']:.1f}s of fits "
-        f"({result.timings['serial'] / max(result.timings['parallel'], 1e-9):.2f}x in parallel)")
+    if len(members) > 1:
+        say(f"train: {time.perf_counter() - started:.1f}s wall, {result.timings['serial']:.1f}s of fits "
+            f"({result.timings['serial'] / max(result.timings['parallel'], 1e-9):.2f}x in parallel)")
     combined = [m for m in ("stacking", "soft") if m in result.metrics]
     if combined:
         primary = combined[0]
@@ -97,7 +101,7 @@ def _ensemble(spec, model: EnsembleModel, train, valid, test, client, timed, say
         fitted = result.members[primary]
     table = {name: {"roc_auc": m.roc_auc, "pr_auc": m.pr_auc, "fit_seconds": result.fit_seconds.get(name),
                     "worker": result.workers.get(name)} for name, m in result.metrics.items()}
-    return Trained(model.type if not quiet else "sklearn", fitted, result.metrics[primary], dict(result.metrics),
+    return Trained(kind, fitted, result.metrics[primary], dict(result.metrics),
                    {}, {"primary": primary, "models": table, "ensemble_timings": result.timings}, result)
 
 
