@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from workbench import read_bigquery_export, split
 from workbench.data.synth import synth_bitcoin_export
-from workbench.runs import RunStore
+from workbench.stores.runs import RunStore
 from workbench.train import DEFAULT_PARAMS
 
 REPO = Path(__file__).resolve().parents[1]

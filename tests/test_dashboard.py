@@ -23,7 +23,7 @@ from distributed import LocalCluster
 import workbench
 from workbench import dashboard
 from workbench.metrics import metrics_from_table
-from workbench.runs import RunStore
+from workbench.stores.runs import RunStore
 
 ROUTES = "distributed.scheduler.http.routes"
 NAME = "btc <script>alert(1)</script> & co"

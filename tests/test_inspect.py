@@ -1,4 +1,4 @@
-"""workbench.inspect: importances, plots from the exact curves, models on disk, scores to Parquet."""
+"""workbench.pipeline.artifacts: importances, plots from the exact curves, models on disk, scores to Parquet."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from tests.train.test_xgb import FEATURES, _write_export
 from workbench import read_bigquery_export, split, undersample
 from workbench.errors import WorkbenchError
-from workbench.inspect import (
+from workbench.pipeline.artifacts import (
     feature_importances, load_model, plot_confusion, plot_importances, plot_pr, plot_roc, predict_to_parquet,
     save_model,
 )

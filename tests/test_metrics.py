@@ -30,7 +30,7 @@ from workbench.metrics import (
     metrics_from_table,
     score_table,
 )
-from workbench.runs import RunStore
+from workbench.stores.runs import RunStore
 from workbench.sampling import undersample
 
 EXACT = 1e-12

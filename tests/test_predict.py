@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from workbench.config import PipelineSpec, validate
 from workbench.data.synth import synth_bitcoin_export
 from workbench.pipeline import run_pipeline
-from workbench.predict import predict
+from workbench.pipeline.predict import predict
 
 TIMEOUT = 300
 

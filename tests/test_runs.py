@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.runs import DEFAULT_DIR, SCHEMA_VERSION, Run, RunRecord, RunStore
+from workbench.stores.runs import DEFAULT_DIR, SCHEMA_VERSION, Run, RunRecord, RunStore
 
 SPEC = {"name": "fraud", "model": {"max_depth": 4, "eta": 0.1}, "columns": ["a", "b"]}
 SEEDS = {"split": 0, "sampling": 1, "model": 2}
@@ -355,7 +355,7 @@ def test_concurrent_writers_from_processes(store: RunStore) -> None:
 
 
 def test_a_drawn_id_already_taken_is_drawn_again(store: RunStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    import workbench.runs as runs
+    import workbench.stores.runs as runs
 
     draws = iter(["aaaa", "aaaa", "bbbb", "bbbb", "cccc"])
     moment = datetime(2026, 11, 22, 1, 35, 12, tzinfo=timezone.utc)

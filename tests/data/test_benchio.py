@@ -8,8 +8,8 @@ import subprocess
 import pandas as pd
 import pytest
 
-from workbench.data.benchio import FORMATS, bench_io, format_report
-from workbench.runs import RunStore
+from workbench.benchio import FORMATS, bench_io, format_report
+from workbench.stores.runs import RunStore
 
 
 @pytest.mark.filterwarnings("ignore::workbench.WorkbenchWarning")

@@ -16,7 +16,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from workbench.config import PipelineSpec, load_pipeline, validate
 from workbench.data.synth import synth_bitcoin_export
 from workbench.errors import ConfigError
-from workbench.inspect import load_model
+from workbench.pipeline.artifacts import load_model
 from workbench.pipeline import run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ def test_ensemble_members_beside_the_stacking(export, client, tmp_path):
     assert result.record.data["importances_of"] == "forest"  # the ensemble has none of its own
     check_exact(result, client)
     from workbench.dashboard import _run_page
-    from workbench.runs import RunStore
+    from workbench.stores.runs import RunStore
 
     html = _run_page(RunStore(tmp_path), result.record)[1]
     assert "models (the run&#x27;s metrics are stacking&#x27;s)" in html or "models (the run's metrics are stacking's)" in html
@@ -133,7 +133,7 @@ def test_search_with_the_ratio_as_a_hyperparameter(export, client, tmp_path):
     check_exact(result, client)
     # the runs page of the dashboard lists every candidate
     from workbench.dashboard import _run_page
-    from workbench.runs import RunStore
+    from workbench.stores.runs import RunStore
 
     html = _run_page(RunStore(tmp_path), result.record)[1]
     assert "search: 4 candidate rows" in html and "feature importances" in html

@@ -31,7 +31,7 @@ RunsDirOption = Annotated[Optional[Path], typer.Option("--runs-dir", help="Run s
 
 def _print_version(value: bool) -> None:
     if value:
-        from ..runs import versions
+        from ..stores.runs import versions
 
         typer.echo(" ".join(f"{k} {v}" for k, v in versions().items()))
         raise typer.Exit()

@@ -116,7 +116,7 @@ def predict(
 ):
     """Score an export with a trained model, out of core: one Parquet file of scores per partition."""
     from ..cluster import cluster as open_cluster
-    from ..predict import predict as predict_export
+    from ..pipeline.predict import predict as predict_export
 
     say = _echo_progress(time.perf_counter())
     with open_cluster(cluster, workers=workers) as client:
@@ -170,7 +170,7 @@ def runs_list(
     ctx.obj = {"runs_dir": runs_dir}
     if ctx.invoked_subcommand is not None:
         return
-    from ..runs import RunStore
+    from ..stores.runs import RunStore
 
     store = RunStore(runs_dir)
     records = store.list(status=status, limit=limit)
@@ -199,7 +199,7 @@ def runs_show(
     runs_dir: RunsDirOption = None,
 ):
     """Show one recorded run."""
-    from ..runs import RunStore
+    from ..stores.runs import RunStore
 
     record = RunStore(runs_dir or (ctx.obj or {}).get("runs_dir")).get(run_id)
     if as_json:

@@ -139,8 +139,8 @@ def bench_io(
     """Write/read time, size and compression of Parquet, Feather, Zarr, CSV and pickle; read throughput model."""
     import os
 
-    from ..data.benchio import bench_io as run_bench
-    from ..data.benchio import format_report
+    from ..benchio import bench_io as run_bench
+    from ..benchio import format_report
 
     say = _echo_progress(time.perf_counter())
     # one single-threaded worker per core by default, so the throughput grid can vary the threads

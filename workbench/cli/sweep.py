@@ -110,7 +110,7 @@ def sweep(
 @app.command("sweeps")
 def sweeps_list(runs_dir: RunsDirOption = None):
     """List recorded sweeps, newest first."""
-    from ..sweep_store import SweepStore
+    from ..stores.sweeps import SweepStore
 
     store = SweepStore(runs_dir)
     rows = store.list()
@@ -163,7 +163,7 @@ def recommend(
         results = load_results(table, columns=_columns(column), time=time_column)
         source = str(table)
     else:
-        from ..sweep_store import SweepStore
+        from ..stores.sweeps import SweepStore
 
         store = SweepStore(runs_dir)
         if sweep_id is None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import dask.config
 from pydantic import Field
 
-from ..config import _Strict
+from ..config import StrictModel
 
 __all__ = [
     "Profile",
@@ -36,7 +36,7 @@ def _defaults(kind: str) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in section.items()}
 
 
-class LocalProfile(_Strict):
+class LocalProfile(StrictModel):
     """A ``distributed.LocalCluster`` on this machine; keys are its keyword arguments."""
 
     type: Literal["local"] = "local"
@@ -72,7 +72,7 @@ class LocalProfile(_Strict):
         return {k: v for k, v in merged.items() if v is not None}
 
 
-class JobqueueProfile(_Strict):
+class JobqueueProfile(StrictModel):
     """Workers as batch jobs through dask-jobqueue. Keys are the cluster class's keyword arguments.
 
     Three keys are the workbench's own: ``n_workers`` (worker processes to start, ``--workers``

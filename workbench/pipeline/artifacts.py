@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data.dataset import Dataset
-from .errors import WorkbenchError
-from .metrics import Metrics
+from ..data.dataset import Dataset
+from ..errors import WorkbenchError
+from ..metrics import Metrics
 
 __all__ = [
     "feature_importances", "plot_importances", "plot_roc", "plot_pr", "plot_confusion",

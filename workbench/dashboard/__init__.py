@@ -46,7 +46,7 @@ import distributed.config  # noqa: F401  (registers the distributed.* defaults, 
 from tornado import web
 
 from workbench.errors import WorkbenchError
-from workbench.runs import STATUSES, RunRecord, RunStore
+from workbench.stores.runs import STATUSES, RunRecord, RunStore
 
 __all__ = ["routes", "enable", "enable_dashboard", "routes_config", "MODULE"]
 

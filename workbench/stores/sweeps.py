@@ -1,5 +1,5 @@
 """Sweeps in the run store: the ``sweeps``, ``sweep_cells`` and ``sweep_attempts`` tables of
-``runs.sqlite`` (schema 2, see ``workbench/runs.py``).
+``runs.sqlite`` (schema 2, see ``workbench/stores/runs.py``).
 
 A cell is recorded once, when it ends, in one transaction with its last attempt: the UNIQUE
 ``(sweep_id, cell_key)`` key makes a second record of the same cell impossible (a failed cell can
@@ -14,7 +14,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import ConfigError, WorkbenchError
+from ..errors import ConfigError, WorkbenchError
 from .runs import RunStore, _encode
 
 __all__ = ["SweepStore", "ABANDONED"]

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import dask.config
 
-from .cluster import cluster as open_cluster
-from .cluster import cluster_summary, describe
-from .config import PipelineSpec, load_pipeline
-from .data.cache import load_dataset
-from .data.dataset import Dataset
-from .runs import RunRecord, RunStore, versions
-from .sampling import split, split_by, undersample
-from .train.steps import Trained, train_step
+from ..cluster import cluster as open_cluster
+from ..cluster import cluster_summary, describe
+from ..config import PipelineSpec, load_pipeline
+from ..data.cache import load_dataset
+from ..data.dataset import Dataset
+from ..stores.runs import RunRecord, RunStore, versions
+from ..sampling import split, split_by, undersample
+from ..train.steps import Trained, train_step
 
 __all__ = ["PipelineResult", "run_pipeline", "versions", "runs_directory"]
 
@@ -60,7 +60,7 @@ def run_pipeline(
     """Run a pipeline file (or spec) end to end and record it in the run store.
 
     ``cluster`` overrides the profile the file names; with ``client`` the run uses that cluster.
-    ``on_run`` is called with the :class:`~workbench.runs.Run` handle as soon as the run is
+    ``on_run`` is called with the :class:`~workbench.stores.runs.Run` handle as soon as the run is
     recorded as running (a sweep uses it to know the run id even if the run then fails).
     """
     if not isinstance(spec, PipelineSpec):
@@ -160,7 +160,7 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
 def _save_model(run, trained: Trained) -> None:
     import xgboost as xgb
 
-    from .inspect import save_model
+    from .artifacts import save_model
 
     filename = "model.json" if isinstance(trained.model, xgb.Booster) else "model.joblib"
     run.save_artifact("model", filename, lambda path: save_model(trained.model, path))
@@ -168,8 +168,8 @@ def _save_model(run, trained: Trained) -> None:
 
 def _save_inspection(run, spec: PipelineSpec, trained: Trained, features, say) -> None:
     """Feature importances (CSV and PNG), ROC, PR and confusion-matrix PNGs beside the run."""
-    from .errors import WorkbenchError
-    from .inspect import feature_importances, plot_confusion, plot_importances, plot_pr, plot_roc
+    from ..errors import WorkbenchError
+    from .artifacts import feature_importances, plot_confusion, plot_importances, plot_pr, plot_roc
 
     if spec.metrics.importances:
         # An ensemble has no importances of its own: those of its first member that has them stand in.
@@ -222,7 +222,7 @@ def _ensure_data(data_spec, client, say) -> None:
     directory = target.parent if glob.has_magic(paths[0]) or target.suffix == ".parquet" else target
     t = time.perf_counter()
     if data_spec.synth is not None:
-        from .data.synth import synth_bitcoin_export
+        from ..data.synth import synth_bitcoin_export
 
         synth = data_spec.synth
         say(f"data: no files at {paths[0]}; generating a synthetic export of {synth.rows:,} rows in {directory}/")
@@ -231,7 +231,7 @@ def _ensure_data(data_spec, client, say) -> None:
             rows_per_shard=synth.rows_per_shard, table=synth.table, client=client,
         )
     else:
-        from .data.nycflights import export_nycflights
+        from ..data.nycflights import export_nycflights
 
         say(f"data: no files at {paths[0]}; writing the {data_spec.example} example as Parquet in {directory}/")
         files = export_nycflights(directory)

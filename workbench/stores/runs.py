@@ -68,7 +68,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS runs_by_created_at ON runs (created_at)",
         "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at)",
     ),
-    # Sweeps (workbench/sweep_store.py): one row per sweep, one per recorded cell (never two: the
+    # Sweeps (workbench/stores/sweeps.py): one row per sweep, one per recorded cell (never two: the
     # UNIQUE key), and one per attempt at a cell, with the fault that ended it.
     (
         """

@@ -7,11 +7,11 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .data.bigquery import read_bigquery_export
-from .errors import DataError, WorkbenchError
-from .inspect import load_model, predict_to_parquet
-from .metrics import Metrics, evaluate
-from .runs import RunStore
+from ..data.bigquery import read_bigquery_export
+from ..errors import DataError, WorkbenchError
+from .artifacts import load_model, predict_to_parquet
+from ..metrics import Metrics, evaluate
+from ..stores.runs import RunStore
 
 __all__ = ["Prediction", "predict"]
 

@@ -37,9 +37,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from .config import PipelineSpec, _explain, _Strict, load_yaml, validate
-from .errors import ClusterError, ConfigError, WorkbenchError, WorkbenchWarning
-from .sweep_store import SweepStore
+from ..config import PipelineSpec, _explain, StrictModel, load_yaml, validate
+from ..errors import ClusterError, ConfigError, WorkbenchError, WorkbenchWarning
+from ..stores.sweeps import SweepStore
 
 __all__ = ["SweepSpec", "Cell", "SweepResult", "load_sweep", "plan_cells", "run_sweep", "sweep_table",
            "WORKERS_AXIS"]
@@ -52,7 +52,7 @@ METRICS = ("roc_auc", "pr_auc", "precision", "recall", "f1", "accuracy", "loglos
 # ---------------------------------------------------------------- the sweep file
 
 
-class SweepSpec(_Strict):
+class SweepSpec(StrictModel):
     """A sweep file: a pipeline, the axes to vary, trials, seeds, the baseline cell and the watchdog."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
@@ -205,7 +205,7 @@ def load_sweep(path: str | os.PathLike | dict, *, overrides: dict | None = None)
         candidate = Path(spec.pipeline)
         if not candidate.is_absolute() and not candidate.is_file() and (base / candidate).is_file():
             candidate = base / candidate
-        from .config import load_pipeline
+        from ..config import load_pipeline
 
         pipeline = load_pipeline(candidate)
     loaded = LoadedSweep(spec, pipeline, source, lines)
@@ -346,7 +346,7 @@ def run_sweep(
     before; ``retry_failed`` runs the cells recorded as failed again. ``on_cell`` is called with
     each cell and the row recorded for it.
     """
-    from .pipeline import runs_directory
+    from ..pipeline import runs_directory
 
     started = time.perf_counter()
     loaded = sweep if isinstance(sweep, LoadedSweep) else load_sweep(sweep, overrides=overrides)
@@ -418,7 +418,7 @@ def _merged(spec: SweepSpec, previous: dict | None) -> dict:
 
 
 def _profile(profile):
-    from .cluster import load_profile
+    from ..cluster import load_profile
 
     return load_profile(profile)
 
@@ -446,7 +446,7 @@ def _with_cluster_axes(profile, cell: Cell):
     keys = {k[len(CLUSTER_PREFIX):]: v for k, v in cell.axes.items() if k.startswith(CLUSTER_PREFIX)}
     if not keys:
         return profile
-    from .cluster import load_profile
+    from ..cluster import load_profile
 
     return load_profile({**profile.model_dump(exclude_none=True), **keys})
 
@@ -466,7 +466,7 @@ class _cluster_for:
     def __enter__(self):
         from distributed import Client
 
-        from .cluster import cluster_summary, make_cluster
+        from ..cluster import cluster_summary, make_cluster
 
         t = time.perf_counter()
         client = self.client
@@ -477,7 +477,7 @@ class _cluster_for:
             if profile.type == "local" and counts:
                 # One worker is one node of fixed size: the threads a worker gets at the largest count.
                 threads = profile.cluster_kwargs(max(counts))["threads_per_worker"]
-                from .cluster import load_profile
+                from ..cluster import load_profile
 
                 profile = load_profile({**profile.model_dump(exclude_none=True), "threads_per_worker": threads})
             self.say(f"cluster: starting {profile.type}" + (f" with {first} worker(s)" if first else ""))
@@ -488,7 +488,7 @@ class _cluster_for:
         wait = self.profile.settings().get("wait_timeout") if self.profile.is_jobqueue else None
 
         def rescale(workers):
-            from .cluster import scale
+            from ..cluster import scale
 
             if workers is None:
                 return
@@ -567,7 +567,7 @@ def _run_cell(loaded, cell, client, store, directory, tracker, result, say, resc
         try:
             outcome = _attempt(pipeline, client, directory, spec, cell, store, attempt, say)
         except BaseException:  # Ctrl-C or SIGTERM: the attempt did not finish; the next run repeats the cell
-            from .sweep_store import ABANDONED
+            from ..stores.sweeps import ABANDONED
 
             store.end_attempt(spec.name, cell.key, attempt, "abandoned", ABANDONED)
             raise
@@ -608,7 +608,7 @@ def _run_cell(loaded, cell, client, store, directory, tracker, result, say, resc
 def _attempt(pipeline, client, directory, spec, cell, store, attempt, say) -> dict:
     """One attempt at a cell in a thread, watched: past the timeout its work is cancelled and the
     workers restarted, so a hung or lost worker never hangs the sweep."""
-    from .pipeline import run_pipeline
+    from ..pipeline import run_pipeline
 
     box: dict[str, Any] = {"caught": []}
     before = set(client.scheduler_info(n_workers=-1)["workers"])
@@ -661,7 +661,7 @@ def _attempt(pipeline, client, directory, spec, cell, store, attempt, say) -> di
         faults.append(f"{lost} worker(s) lost during the cell" + (f", {new} replacement(s) joined" if new else ""))
     if "error" in box:
         exc = box["error"]
-        from .runs import _describe
+        from ..stores.runs import _describe
 
         return {"record": None, "error": _describe(exc), "user_error": isinstance(exc, WorkbenchError),
                 "faults": faults, "restarted": restarted, "run_id": box["run"].id if "run" in box else None}

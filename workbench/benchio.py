@@ -33,9 +33,9 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from ..errors import DataError
-from .cache import disk_usage
-from .dataset import Dataset
+from .errors import DataError
+from .data.cache import disk_usage
+from .data.dataset import Dataset
 
 __all__ = ["FORMATS", "BenchReport", "bench_io", "format_report"]
 
@@ -111,9 +111,9 @@ def bench_io(
     """
     from distributed import get_client
 
-    from ..cluster import cluster_summary
-    from ..runs import RunStore, versions
-    from .bigquery import read_bigquery_export
+    from .cluster import cluster_summary
+    from .stores.runs import RunStore, versions
+    from .data.bigquery import read_bigquery_export
 
     client = client or get_client()
     say = progress or (lambda message: None)
@@ -133,14 +133,14 @@ def bench_io(
         with store.start("bench-io", spec=spec, seeds={"synth": 0}, versions=versions(),
                          cluster={k: v for k, v in cluster_summary(client).items() if k != "dashboard"}) as run:
             if path is None:
-                from .synth import synth_bitcoin_export
+                from .data.synth import synth_bitcoin_export
 
                 path = work / "source"
                 say(f"bench-io: generating a synthetic export of {rows:,} rows")
                 synth_bitcoin_export(path, rows, rows_per_shard=max(1, min(250_000, rows // 4 or 1)), client=client)
             import warnings
 
-            from .bigquery import WorkbenchWarning
+            from .data.bigquery import WorkbenchWarning
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", WorkbenchWarning)
@@ -224,7 +224,7 @@ def format_report(report: BenchReport) -> str:
 
 def _write(fmt: Format, data: Dataset, directory: Path, client) -> list[str]:
     if fmt.kind == "zarr":
-        from .cache import write_store
+        from .data.cache import write_store
 
         write_store(data, directory / "store.zarr", compressor=fmt.options["compressor"], client=client)
         return [str(directory / "store.zarr")]
@@ -273,7 +273,7 @@ def _read_part(path: str, kind: str, dtypes: dict) -> pd.DataFrame:
 
 def _timed_read(fmt: Format, written: list[str], data: Dataset, client) -> float:
     if fmt.kind == "zarr":
-        from .cache import read_cache
+        from .data.cache import read_cache
 
         frame = read_cache(written[0]).frame
     else:
@@ -309,7 +309,7 @@ def _identity(frame: pd.DataFrame) -> pd.DataFrame:
 def _throughput(source: Path, target, data: Dataset, client, partition_sizes, column_counts, repeats, say) -> pd.DataFrame:
     import warnings
 
-    from .bigquery import WorkbenchWarning, read_bigquery_export
+    from .data.bigquery import WorkbenchWarning, read_bigquery_export
 
     features = list(data.features)
     footer = pq.read_metadata(sorted(source.glob("*.parquet"))[0])
