@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from workbench.config import PipelineSpec, validate
+from workbench.config import validate
+from workbench.pipeline import PipelineSpec
 from workbench.data.synth import synth_bitcoin_export
 from workbench.pipeline import run_pipeline
 from workbench.pipeline.predict import predict

@@ -1,41 +1,49 @@
-"""Pipeline files and cluster profiles: YAML validated by pydantic, errors that point at the line.
+"""Settings: YAML files validated by pydantic, errors that point at the line, and the sections of a
+pipeline file that every floor shares (data, split, sampling, metrics).
 
 Defaults live in Dask's own configuration under ``workbench.*`` (see ``workbench.yaml`` beside
-this module), so they can be changed the way any Dask setting is.
+this module), so they can be changed the way any Dask setting is. Sections chosen by a key of their
+own value (``model:`` by its ``type``) are validated by the model a registry holds for that key
+(:class:`Dispatch`), so types registered from outside the package validate like built-in ones.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import dask.config
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from .errors import ConfigError, WorkbenchError
+from .errors import ConfigError, SamplingError, WorkbenchError
+from .registry import Registry
 
 __all__ = [
-    "PipelineSpec",
+    "StrictModel",
     "DataSpec",
     "SynthSpec",
     "SplitSpec",
     "SamplingSpec",
-    "ModelSpec",
-    "XGBoostModel",
-    "EstimatorSpec",
-    "SklearnModel",
-    "EnsembleModel",
-    "IncrementalModel",
-    "AveragedSGDModel",
-    "SearchModel",
-    "HyperbandModel",
-    "XGBoostHalvingModel",
     "MetricsSpec",
+    "Dispatch",
+    "parse_ratio",
+    "as_value_error",
+    "explain",
     "load_yaml",
-    "load_pipeline",
     "validate",
 ]
 
@@ -104,184 +112,11 @@ class SamplingSpec(StrictModel):
                 f'quote it, e.g. ratio: "1:10"'
             )
         if value is not None:
-            from .sampling import parse_ratio
-
             try:
                 parse_ratio(value)
             except WorkbenchError as exc:
                 raise ValueError(str(exc)) from None
         return value
-
-
-class XGBoostModel(StrictModel):
-    """Distributed XGBoost (``xgboost.dask``) on the RUS sample, early stopping on the validation set."""
-
-    type: Literal["xgboost"] = "xgboost"
-    params: dict[str, Any] = {}
-    num_boost_round: Annotated[int, Field(ge=1)] = 200
-    early_stopping_rounds: Annotated[int, Field(ge=1)] | None = 20
-    scale_pos_weight: Annotated[float, Field(gt=0)] | Literal["auto"] | None = None
-    seed: int = 0
-
-
-class EstimatorSpec(StrictModel):
-    """A scikit-learn classifier: a class name (``RandomForestClassifier``) or a dotted path, its
-    parameters, and optional preprocessing steps in front of it (``impute``, ``scale``)."""
-
-    estimator: str
-    params: dict[str, Any] = {}
-    preprocess: list[Literal["impute", "scale"]] = []
-
-    @field_validator("estimator")
-    @classmethod
-    def _known_class(cls, value):
-        from .train.estimators import estimator_class
-
-        _as_value_error(estimator_class, value)
-        return value
-
-    @field_validator("params")
-    @classmethod
-    def _accepted(cls, value, info):
-        from .train.estimators import make_estimator
-
-        if "estimator" in info.data:  # else the estimator itself failed and says so
-            _as_value_error(make_estimator, info.data["estimator"], value)
-        return value
-
-
-def _as_value_error(function, *args):
-    """Call ``function``; a WorkbenchError becomes the ValueError pydantic reports at the key."""
-    try:
-        return function(*args)
-    except WorkbenchError as exc:
-        raise ValueError(f"{exc.problem} ({exc.fix})" if exc.fix else exc.problem) from None
-
-
-class SklearnModel(EstimatorSpec):
-    """One scikit-learn classifier fitted in memory on a worker on the RUS sample."""
-
-    type: Literal["sklearn"]
-    seed: int = 0
-
-
-class EnsembleModel(StrictModel):
-    """Several classifiers fitted at the same time on different workers, combined by soft voting
-    and/or stacking; ``method: none`` compares the members alone."""
-
-    type: Literal["ensemble"]
-    members: dict[str, EstimatorSpec]
-    method: Literal["soft", "stacking", "both", "none"] = "both"
-    cv: Annotated[int, Field(ge=2)] = 5
-    seed: int = 0
-
-
-class IncrementalModel(EstimatorSpec):
-    """Out-of-core ``partial_fit`` training over the Parquet partitions (dask-ml ``Incremental``)."""
-
-    type: Literal["incremental"]
-    epochs: Annotated[int, Field(ge=1)] = 5
-    scale: bool = True
-    seed: int = 0
-
-
-class AveragedSGDModel(StrictModel):
-    """Parallel SGD with model averaging (Zinkevich et al.): one model per worker, coefficients averaged."""
-
-    type: Literal["averaged_sgd"]
-    params: dict[str, Any] = {}
-    epochs: Annotated[int, Field(ge=1)] = 5
-    average_every_epoch: bool = True
-    scale: bool = True
-    seed: int = 0
-
-
-class SearchModel(EstimatorSpec):
-    """Grid or random search with stratified CV (dask-ml); a ``ratio`` key in the grid searches the
-    RUS ratio applied inside each training fold."""
-
-    type: Literal["search"]
-    kind: Literal["grid", "random"] = "grid"
-    grid: dict[str, Any] | list[dict[str, Any]]
-    n_iter: Annotated[int, Field(ge=1)] | None = None
-    cv: Annotated[int, Field(ge=2)] = 3
-    ratio: str | float | None = None
-    scoring: list[str] = ["roc_auc", "average_precision"]
-    refit: str = "roc_auc"
-    compare_default: bool = True
-    seed: int = 0
-
-    @field_validator("grid")
-    @classmethod
-    def _space(cls, value, info):
-        from .train.estimators import parse_search_space
-
-        _as_value_error(parse_search_space, value, info.data.get("kind", "grid"))
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        if self.kind == "random" and self.n_iter is None:
-            raise ValueError("a random search needs n_iter (how many candidates to draw)")
-        if self.refit not in self.scoring:
-            raise ValueError(f"refit {self.refit!r} is not one of scoring {self.scoring}")
-        return self
-
-
-class HyperbandModel(EstimatorSpec):
-    """dask-ml Hyperband over a ``partial_fit`` estimator; ``max_iter`` is the most ``partial_fit``
-    calls one model gets (one per block)."""
-
-    type: Literal["hyperband"]
-    grid: dict[str, Any]
-    max_iter: Annotated[int, Field(ge=1)] = 27
-    aggressiveness: Annotated[int, Field(ge=2)] = 3
-    scale: bool = True
-    seed: int = 0
-
-    @field_validator("grid")
-    @classmethod
-    def _space(cls, value):
-        from .train.estimators import parse_search_space
-
-        _as_value_error(parse_search_space, value, "random")
-        return value
-
-
-class XGBoostHalvingModel(StrictModel):
-    """Successive halving over XGBoost parameters with boosting rounds as the budget."""
-
-    type: Literal["xgboost_halving"]
-    grid: dict[str, list[Any]] | list[dict[str, Any]]
-    min_rounds: Annotated[int, Field(ge=1)] = 10
-    max_rounds: Annotated[int, Field(ge=1)] = 270
-    eta: Annotated[float, Field(gt=1)] = 3
-    seed: int = 0
-
-
-def _model_type(value) -> str:
-    if isinstance(value, dict):
-        return value.get("type", "xgboost")
-    return getattr(value, "type", "xgboost")
-
-
-ModelSpec = Annotated[
-    Annotated[XGBoostModel, Tag("xgboost")]
-    | Annotated[SklearnModel, Tag("sklearn")]
-    | Annotated[EnsembleModel, Tag("ensemble")]
-    | Annotated[IncrementalModel, Tag("incremental")]
-    | Annotated[AveragedSGDModel, Tag("averaged_sgd")]
-    | Annotated[SearchModel, Tag("search")]
-    | Annotated[HyperbandModel, Tag("hyperband")]
-    | Annotated[XGBoostHalvingModel, Tag("xgboost_halving")],
-    Discriminator(_model_type),
-]
-MODEL_CLASSES: dict[str, type[BaseModel]] = {
-    "xgboost": XGBoostModel, "sklearn": SklearnModel, "ensemble": EnsembleModel, "incremental": IncrementalModel,
-    "averaged_sgd": AveragedSGDModel, "search": SearchModel, "hyperband": HyperbandModel,
-    "xgboost_halving": XGBoostHalvingModel,
-}
-MODEL_TYPES = tuple(MODEL_CLASSES)
 
 
 class MetricsSpec(StrictModel):
@@ -290,18 +125,81 @@ class MetricsSpec(StrictModel):
     importances: Annotated[int, Field(ge=0)] = 20  # top-k feature importances (table and PNG); 0: none
 
 
-class PipelineSpec(StrictModel):
-    """One run: cluster → data → split → RUS → train → exact metrics → run store."""
+_RATIO = re.compile(r"^\s*1\s*:\s*(\d+(?:\.\d+)?)\s*$")
 
-    name: str
-    cluster: str = "local"
-    data: DataSpec
-    split: SplitSpec = SplitSpec()
-    sampling: SamplingSpec = SamplingSpec()
-    model: ModelSpec = XGBoostModel()
-    metrics: MetricsSpec = MetricsSpec()
-    runs_dir: str | None = None
 
+def parse_ratio(ratio: str | float) -> float:
+    """Majority rows to keep per minority row.
+
+    ``"1:10"`` keeps ten majority rows per minority row. A float is imbalanced-learn's
+    ``sampling_strategy``: the wanted minority/majority ratio after sampling (``0.1`` == ``"1:10"``).
+
+    >>> parse_ratio("1:10"), parse_ratio(0.5)
+    (10.0, 2.0)
+    """
+    if isinstance(ratio, bool):
+        raise SamplingError(f"ratio {ratio!r} is not a ratio", "write it as '1:k' (e.g. '1:10') or a float in (0, 1]")
+    if isinstance(ratio, (int, float)):
+        if not 0 < ratio <= 1:
+            raise SamplingError(
+                f"ratio {ratio!r} is outside (0, 1]",
+                "a float is the minority/majority ratio after sampling, e.g. 0.1 for '1:10'",
+            )
+        return 1.0 / float(ratio)
+    match = _RATIO.match(str(ratio))
+    if not match or float(match.group(1)) <= 0:
+        raise SamplingError(f"ratio {ratio!r} is not of the form '1:k'", "write it as '1:k' with k > 0, e.g. '1:10'")
+    return float(match.group(1))
+
+
+def as_value_error(function, *args):
+    """Call ``function``; a WorkbenchError becomes the ValueError pydantic reports at the key."""
+    try:
+        return function(*args)
+    except WorkbenchError as exc:
+        raise ValueError(f"{exc.problem} ({exc.fix})" if exc.fix else exc.problem) from None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Field metadata: the field's value is validated by the model ``spec_of(registry[value[key]])``.
+
+    Used as ``Annotated[Any, Dispatch(...)]`` (it is its own before-validator), so the models can
+    come from a registry of a higher floor and grow at run time.
+    """
+
+    registry: Registry
+    spec_of: Callable[[Any], type[BaseModel]]
+    key: str = "type"
+    default: str | None = None
+
+    def name_of(self, value) -> Any:
+        if isinstance(value, dict):
+            return value.get(self.key, self.default)
+        return getattr(value, self.key, self.default)
+
+    def model_for(self, value) -> type[BaseModel] | None:
+        name = self.name_of(value)
+        return self.spec_of(self.registry[name]) if isinstance(name, str) and name in self.registry else None
+
+    def models(self) -> list[type[BaseModel]]:
+        return [self.spec_of(entry) for entry in self.registry.values()]
+
+    def __call__(self, value):
+        if isinstance(value, BaseModel) and type(value) in self.models():
+            return value
+        if not isinstance(value, dict):
+            raise PydanticCustomError("dispatch_mapping", "expected a mapping of keys, found {found}",
+                                      {"found": type(value).__name__})
+        model = self.model_for(value)
+        if model is None:
+            raise PydanticCustomError("dispatch_unknown", self.registry.unknown(self.name_of(value)))
+        return model.model_validate(value)
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(self, handler(source))
 
 # ---------------------------------------------------------------- loading
 
@@ -349,21 +247,21 @@ def validate(model: type[BaseModel], data: Any, lines: dict[tuple, int], source:
         errors = exc.errors()
         error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         loc = _data_path(data, error["loc"], keep_last=error["type"] in ("missing", "extra_forbidden"))
-        if error["type"] == "union_tag_invalid" and isinstance(_at(data, loc), dict) and "type" in _at(data, loc):
-            loc = (*loc, "type")
+        if error["type"] == "dispatch_unknown" and isinstance(_at(data, loc), dict):
+            dispatch = _dispatch_at(model, data, loc)
+            if dispatch is not None and dispatch.key in _at(data, loc):
+                loc = (*loc, dispatch.key)
         line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
         key = ".".join(str(p) for p in loc) or "(top level)"
-        message = _explain(error, model)
+        message = explain(error, model, data)
         where = f"{source}:{line}" if line else source
         raise ConfigError(f"{where}: {key}: {message}", f"fix `{key}` (see docs/pipeline.md)") from None
 
 
 def _data_path(data, loc: tuple, keep_last: bool) -> tuple:
-    """The part of a pydantic error location that names keys of the file (not union member tags)."""
+    """The part of a pydantic error location that names keys of the file."""
     path, current = [], data
     for i, part in enumerate(loc):
-        if isinstance(current, dict) and part not in current and part in MODEL_TYPES:
-            continue  # the tag pydantic puts in the location of a discriminated union's member
         if isinstance(current, dict) and part in current:
             current = current[part]
         elif isinstance(current, list) and isinstance(part, int) and part < len(current):
@@ -382,9 +280,10 @@ def _at(data, loc: tuple):
     return data
 
 
-def _explain(error: dict, model: type[BaseModel]) -> str:
+def explain(error: dict, model: type[BaseModel], data: Any = None) -> str:
+    """One pydantic error of validating ``data`` with ``model``, in words (with a did-you-mean)."""
     if error["type"] == "extra_forbidden":
-        section = _section_model(model, error["loc"][:-1])
+        section = _section_model(model, error["loc"][:-1], data)
         key = str(error["loc"][-1])
         close = difflib.get_close_matches(key, list(section.model_fields), n=1) if section else []
         if close:
@@ -394,26 +293,29 @@ def _explain(error: dict, model: type[BaseModel]) -> str:
         return "unknown key" + (f" (it belongs under {home[0]!r})" if home else "")
     if error["type"] == "missing":
         return "required key is missing"
-    if error["type"] == "union_tag_invalid":
-        tag = error["ctx"]["tag"]
-        close = difflib.get_close_matches(str(tag), MODEL_TYPES, n=1)
-        return f"unknown model type {tag!r}" + (f" (did you mean {close[0]!r}?)" if close else "") + \
-            f"; types are {', '.join(MODEL_TYPES)}"
     message = error["msg"]
     return message[len("Value error, "):] if message.startswith("Value error, ") else message
 
 
-def _is_model_union(field) -> bool:
-    """Whether a pydantic field is ``model:``, the discriminated union of the model types."""
-    return any(isinstance(m, Discriminator) for m in getattr(field, "metadata", ()))
+def _dispatch(field) -> Dispatch | None:
+    return next((m for m in getattr(field, "metadata", ()) if isinstance(m, Dispatch)), None)
+
+
+def _dispatch_at(model: type[BaseModel], data, loc: tuple) -> Dispatch | None:
+    """The Dispatch of the field at ``loc`` (a top-level or nested section), if it has one."""
+    if not loc:
+        return None
+    parent = _section_model(model, loc[:-1], data)
+    field = parent.model_fields.get(loc[-1]) if parent and isinstance(loc[-1], str) else None
+    return _dispatch(field) if field else None
 
 
 def _sections(field) -> list[type[BaseModel]]:
-    """The models a field's value may be validated by: its submodel, or every model type."""
-    annotation = field.annotation
-    if _is_model_union(field):
-        return list(MODEL_CLASSES.values())
-    return [m] if (m := _submodel(annotation)) else []
+    """The models a field's value may be validated by: its submodel, or every model of its Dispatch."""
+    dispatch = _dispatch(field)
+    if dispatch is not None:
+        return dispatch.models()
+    return [m] if (m := _submodel(field.annotation)) else []
 
 
 def _submodel(annotation) -> type[BaseModel] | None:
@@ -423,23 +325,19 @@ def _submodel(annotation) -> type[BaseModel] | None:
     return None
 
 
-def _section_model(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+def _section_model(model: type[BaseModel], loc: tuple, data: Any = None) -> type[BaseModel] | None:
     """The model that validates the mapping at ``loc`` (None past a list or a plain dict)."""
-    parts = list(loc)
-    while parts:
-        part = parts.pop(0)
+    value = data
+    for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is not None and _is_model_union(field):
-            # a discriminated union: pydantic's location names the member by its tag next
-            tag = parts.pop(0) if parts and parts[0] in MODEL_CLASSES else "xgboost"
-            model = MODEL_CLASSES[tag]
-            continue
-        model = _submodel(field.annotation) if field else None
+        value = value.get(part) if isinstance(value, dict) else None
+        if field is None:
+            return None
+        dispatch = _dispatch(field)
+        if dispatch is not None:
+            model = dispatch.model_for(value if isinstance(value, dict) else {})
+        else:
+            model = _submodel(field.annotation)
         if model is None:
             return None
     return model
-
-
-def load_pipeline(path: str | os.PathLike) -> PipelineSpec:
-    data, lines = load_yaml(path, "pipeline file")
-    return validate(PipelineSpec, data, lines, str(path))

@@ -11,7 +11,6 @@ reproducible selection, and no row ever travels to the client.
 from __future__ import annotations
 
 import math
-import re
 import zlib
 from dataclasses import replace
 
@@ -19,36 +18,12 @@ import dask
 import numpy as np
 import pandas as pd
 
+from .config import parse_ratio
 from .data.dataset import Dataset
 from .errors import DataError, SamplingError
 
 __all__ = ["class_counts", "split", "split_by", "undersample", "parse_ratio"]
 
-_RATIO = re.compile(r"^\s*1\s*:\s*(\d+(?:\.\d+)?)\s*$")
-
-
-def parse_ratio(ratio: str | float) -> float:
-    """Majority rows to keep per minority row.
-
-    ``"1:10"`` keeps ten majority rows per minority row. A float is imbalanced-learn's
-    ``sampling_strategy``: the wanted minority/majority ratio after sampling (``0.1`` == ``"1:10"``).
-
-    >>> parse_ratio("1:10"), parse_ratio(0.5)
-    (10.0, 2.0)
-    """
-    if isinstance(ratio, bool):
-        raise SamplingError(f"ratio {ratio!r} is not a ratio", "write it as '1:k' (e.g. '1:10') or a float in (0, 1]")
-    if isinstance(ratio, (int, float)):
-        if not 0 < ratio <= 1:
-            raise SamplingError(
-                f"ratio {ratio!r} is outside (0, 1]",
-                "a float is the minority/majority ratio after sampling, e.g. 0.1 for '1:10'",
-            )
-        return 1.0 / float(ratio)
-    match = _RATIO.match(str(ratio))
-    if not match or float(match.group(1)) <= 0:
-        raise SamplingError(f"ratio {ratio!r} is not of the form '1:k'", "write it as '1:k' with k > 0, e.g. '1:10'")
-    return float(match.group(1))
 
 
 def class_counts(data: Dataset) -> np.ndarray:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import warnings
 
 import dask
-import numpy as np
 import pytest
 from dask_ml.model_selection import HyperbandSearchCV
 from dask_ml.model_selection import _incremental as dask_ml_incremental
@@ -15,8 +14,14 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 import workbench.train.adaptive as adaptive
-from workbench import WorkbenchWarning, read_bigquery_export, split, synth_bitcoin_export
+from workbench import (
+    WorkbenchWarning,
+    read_bigquery_export,
+    split,
+    synth_bitcoin_export,
+)
 from workbench.errors import WorkbenchError
+from workbench.metrics import score
 from workbench.train.adaptive import (
     DEFAULT_PARAMS,
     HalvingResult,
@@ -29,7 +34,6 @@ from workbench.train.adaptive import (
     xgboost_successive_halving,
 )
 from workbench.train.incremental import dataset_arrays, fit_preprocessor
-from workbench.train.xgb import predict_scores
 
 SGD_PARAMS = {"alpha": loguniform(1e-6, 1e-1), "loss": ["log_loss", "hinge", "modified_huber"]}
 CANDIDATES = [
@@ -191,7 +195,7 @@ def test_xgboost_halving_best_is_scored_exactly_on_valid(halving, parts):
     result, _ = halving
     [best] = result.table.loc[result.table["rung"] == 2, "candidate"]
     assert result.best_params == {**DEFAULT_PARAMS, "seed": 3, **CANDIDATES[best]}
-    collected = predict_scores(result.best_booster, parts["valid"]).compute()
+    collected = score(result.best_booster, parts["valid"]).compute()
     assert len(collected) == parts["valid"].n_rows
     assert result.best_score == pytest.approx(average_precision_score(collected["label"], collected["score"]),
                                               rel=1e-12)

@@ -15,7 +15,13 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 
-from workbench import WorkbenchWarning, read_bigquery_export, split, synth_bitcoin_export, undersample
+from workbench import (
+    WorkbenchWarning,
+    read_bigquery_export,
+    split,
+    synth_bitcoin_export,
+    undersample,
+)
 from workbench.errors import DataError, WorkbenchError
 from workbench.metrics import Metrics
 from workbench.train.incremental import (
@@ -188,7 +194,7 @@ def test_decision_function_when_there_is_no_predict_proba(parts, client):
     result = train_incremental(parts["train"], parts["test"], SGDClassifier(loss="hinge", alpha=1e-3), epochs=1,
                                client=client)
     assert not hasattr(result.model, "predict_proba")
-    assert result.metrics.threshold == 0.0
+    assert (result.metrics.threshold, result.metrics.scale) == (0.5, "decision")  # cut at logit(0.5) == 0
     collected = result.predict_scores(parts["test"]).compute()
     frame = parts["test"].frame.compute()
     np.testing.assert_allclose(result.model.decision_function(frame[list(result.features)]), collected["score"])

@@ -14,8 +14,8 @@ from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_s
 import workbench.train.xgb as xgb_module
 from workbench import read_bigquery_export, split, undersample
 from workbench.errors import SamplingError, WorkbenchError
-from workbench.metrics import correct_probabilities
-from workbench.train import DEFAULT_PARAMS, XGBoostResult, predict_scores, train_xgboost
+from workbench.metrics import correct_probabilities, score
+from workbench.train import DEFAULT_PARAMS, XGBoostResult, train_xgboost
 
 FEATURES = ("x_strong", "x_weak", "x_noise", "n_events")
 PARAMS = {"max_depth": 3, "eta": 0.3, "subsample": 0.8, "colsample_bytree": 0.8}
@@ -182,7 +182,7 @@ def test_predict_scores_and_exact_metrics(early, parts, client):
     assert list(scored.columns) == ["label", "score"]
     assert scored.npartitions == test.npartitions
     collected = scored.compute()
-    assert str(collected["label"].dtype) == "int8" and str(collected["score"].dtype) == "float32"
+    assert str(collected["label"].dtype) == "int8" and str(collected["score"].dtype) == "float64"
     assert len(collected) == test.n_rows
     assert int(collected["label"].sum()) == test.n_positive
     m = result.metrics
@@ -192,8 +192,8 @@ def test_predict_scores_and_exact_metrics(early, parts, client):
     tn, fp, fn, tp = confusion_matrix(collected["label"], collected["score"] >= m.threshold, labels=[0, 1]).ravel()
     assert (m.tn, m.fp, m.fn, m.tp) == (tn, fp, fn, tp)
     assert (m.n, m.n_positive) == (test.n_rows, test.n_positive)
-    # The module function with the same iteration range gives the same scores.
-    again = predict_scores(result.booster, test, iteration_range=(0, result.best_iteration + 1), client=client)
+    # The one scorer gives the same scores.
+    again = score(result.booster, test, client=client)
     np.testing.assert_array_equal(again.compute()["score"].to_numpy(), collected["score"].to_numpy())
 
 

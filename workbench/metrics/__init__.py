@@ -16,11 +16,20 @@ from dataclasses import asdict, dataclass, field
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+from scipy.special import expit, logit
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+
+from ..data.dataset import Dataset
+from .scoring import PROBABILITY, score, score_scale
 
 __all__ = [
-    "Metrics", "evaluate", "score_table", "metrics_from_table", "curves_from_table",
-    "correct_probabilities",
+    "Metrics", "evaluate", "evaluate_model", "evaluate_models", "score", "score_scale", "score_table",
+    "metrics_from_table", "curves_from_table", "correct_probabilities", "correct_scores",
 ]
 
 MAX_CURVE_POINTS = 200
@@ -46,6 +55,7 @@ class Metrics:
     brier: float
     corrected: dict | None = field(default=None)
     curves: dict | None = field(default=None)
+    scale: str = PROBABILITY  # of the scores: "probability", or "decision" (a decision function)
 
     @property
     def confusion(self) -> np.ndarray:
@@ -139,11 +149,19 @@ def _simplify(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:
     return np.sort(np.array(kept))
 
 
-def metrics_from_table(table: pd.DataFrame, threshold: float = 0.5, *, curves: bool = True) -> Metrics:
+def metrics_from_table(table: pd.DataFrame, threshold: float = 0.5, *, curves: bool = True,
+                       scale: str = PROBABILITY) -> Metrics:
     """ROC AUC, PR AUC (average precision), the confusion matrix at ``threshold`` and, with
-    ``curves``, the ROC and PR curves (see :func:`curves_from_table`), exactly."""
+    ``curves``, the ROC and PR curves (see :func:`curves_from_table`), exactly.
+
+    ``threshold`` is a probability. Decision-function scores (``scale="decision"``) are cut at
+    ``logit(threshold)`` and their Brier score is that of ``expit(score)``: the same as passing
+    them through the logistic function first, without the ties that rounding near 0 and 1 makes.
+    """
     scores, labels, weights = _weighted(table)
-    predicted = scores >= threshold
+    cut = threshold if scale == PROBABILITY else logit(threshold)
+    probabilities = scores if scale == PROBABILITY else expit(scores)
+    predicted = scores >= cut
     tp = int(weights[predicted & (labels == 1)].sum())
     fp = int(weights[predicted & (labels == 0)].sum())
     fn = int(weights[~predicted & (labels == 1)].sum())
@@ -160,8 +178,9 @@ def metrics_from_table(table: pd.DataFrame, threshold: float = 0.5, *, curves: b
         precision=precision,
         recall=recall,
         f1=2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        brier=float(np.average((scores - labels) ** 2, weights=weights)),
+        brier=float(np.average((probabilities - labels) ** 2, weights=weights)),
         curves=curves_from_table(table) if curves else None,
+        scale=scale,
     )
 
 
@@ -179,6 +198,17 @@ def correct_probabilities(p, kept_majority_fraction: float, majority_class: int 
     return corrected if majority_class == 0 else 1 - corrected
 
 
+def correct_scores(scores, undersampling: dict, scale: str = PROBABILITY):
+    """Scores corrected for under-sampling (the note ``Dataset.info["undersample"]``) on their scale:
+    :func:`correct_probabilities` for probabilities; for a decision function, read as a log-odds,
+    the same correction is a shift by ``log(beta)``."""
+    beta, majority = float(undersampling["kept_majority_fraction"]), undersampling["majority_class"]
+    if scale == PROBABILITY:
+        return correct_probabilities(scores, beta, majority)
+    shift = np.log(beta)
+    return np.asarray(scores, dtype="float64") + (shift if majority == 0 else -shift)
+
+
 def evaluate(
     scored: dd.DataFrame,
     threshold: float = 0.5,
@@ -186,23 +216,43 @@ def evaluate(
     label: str = "label",
     score: str = "score",
     undersampling: dict | None = None,
+    scale: str = PROBABILITY,
 ) -> Metrics:
-    """Exact metrics of a Dask DataFrame of ``label`` (0/1) and ``score`` (probability) columns.
+    """Exact metrics of a Dask DataFrame of ``label`` (0/1) and ``score`` columns.
 
     With ``undersampling`` (the note :func:`workbench.undersample` leaves in ``Dataset.info``), the
-    probabilities corrected for the sampling are evaluated too, under ``Metrics.corrected``. Ranking
-    metrics and the ROC and PR curves do not change under the correction (it is strictly increasing);
-    the confusion matrix and the Brier score do.
+    scores corrected for the sampling are evaluated too, under ``Metrics.corrected``, at the same
+    threshold. Ranking metrics and the ROC and PR curves do not change under the correction (it is
+    strictly increasing); the confusion matrix and the Brier score do.
     """
     table = score_table(scored, label=label, score=score)
-    metrics = metrics_from_table(table, threshold)
+    metrics = metrics_from_table(table, threshold, scale=scale)
     if not undersampling:
         return metrics
-    corrected = table.assign(
-        score=correct_probabilities(
-            table["score"], undersampling["kept_majority_fraction"], undersampling["majority_class"]
-        )
-    )
-    again = metrics_from_table(corrected, threshold, curves=False)
+    corrected = table.assign(score=correct_scores(table["score"], undersampling, scale))
+    again = metrics_from_table(corrected, threshold, curves=False, scale=scale)
     extra = {k: getattr(again, k) for k in ("tn", "fp", "fn", "tp", "precision", "recall", "f1", "brier")}
     return Metrics(**{**metrics.to_dict(), "corrected": extra})
+
+
+def evaluate_models(models: dict, data: Dataset, threshold: float = 0.5, *, undersampling: dict | None = None,
+                    client=None) -> dict[str, Metrics]:
+    """Every model of ``models`` (name -> model) scored on ``data`` in one pass, then evaluated exactly,
+    each on its own score scale, at ``threshold`` and, with ``undersampling``, corrected for it."""
+    from distributed import get_client, wait
+
+    client = client or get_client()
+    scored = client.persist(score(models, data, client=client))
+    wait(scored)
+    try:
+        return {name: evaluate(scored, threshold, score=name, undersampling=undersampling,
+                               scale=score_scale(model))
+                for name, model in models.items()}
+    finally:
+        del scored
+
+
+def evaluate_model(model, data: Dataset, threshold: float = 0.5, *, undersampling: dict | None = None,
+                   client=None) -> Metrics:
+    """Exact metrics of one model on ``data`` (see :func:`evaluate_models`)."""
+    return evaluate_models({"score": model}, data, threshold, undersampling=undersampling, client=client)["score"]

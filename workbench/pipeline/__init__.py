@@ -1,8 +1,12 @@
-"""One declarative pipeline run: cluster → data → split → RUS → train → exact metrics → run store."""
+"""One declarative pipeline run: cluster → data → split → RUS → train → exact metrics → run store.
+
+Every model type goes the same way: its registry entry fits on the RUS sample and returns the
+fitted model(s); the pipeline then scores them on the untouched test set through the one scorer
+and evaluates them with the file's ``metrics`` and ``sampling`` settings.
+"""
 
 from __future__ import annotations
 
-import glob
 import os
 import time
 from collections.abc import Callable
@@ -14,15 +18,29 @@ import dask.config
 
 from ..cluster import cluster as open_cluster
 from ..cluster import cluster_summary, describe
-from ..config import PipelineSpec, load_pipeline
 from ..data.cache import load_dataset
 from ..data.dataset import Dataset
-from ..stores.runs import RunRecord, RunStore, versions
+from ..data.ensure import ensure_export
+from ..metrics import Metrics, evaluate_models
 from ..sampling import split, split_by, undersample
-from ..train.steps import Trained, train_step
+from ..stores.runs import RunRecord, RunStore, versions
+from ..train.registry import MODEL_TYPES, FitContext, Fitted
+from .spec import PipelineSpec, load_pipeline
 
-__all__ = ["PipelineResult", "run_pipeline", "versions", "runs_directory"]
+__all__ = ["PipelineResult", "PipelineSpec", "Trained", "load_pipeline", "run_pipeline", "runs_directory", "versions"]
 
+
+@dataclass
+class Trained:
+    """The train stage's model and its exact test metrics, evaluated by the pipeline."""
+
+    kind: str  # model.type
+    model: object  # what is saved and predicts: an xgboost.Booster or a fitted scikit-learn classifier
+    metrics: Metrics  # of ``model`` on the test set, exact
+    compared: dict[str, Metrics]  # every model scored on the test set, for the summary and plots
+    history: dict
+    data: dict
+    result: object = None  # the trainer's own result object
 
 
 @dataclass
@@ -98,8 +116,7 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
         run.log_timing(phase, seconds)
 
     data_spec = spec.data
-    if data_spec.synth is not None or data_spec.example is not None:
-        _ensure_data(data_spec, client, say)
+    ensure_export(data_spec, client, say)  # data.synth / data.example: written once if missing
 
     t = time.perf_counter()
     data = load_dataset(data_spec, client, progress=say)  # Parquet, or the Zarr cache data.cache names
@@ -149,12 +166,56 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
         class_ratio={"before": before, "after": after},
     )
 
-    trained = train_step(spec, sampled, valid, test, client=client, timed=timed, say=say)
+    trained = _train_and_evaluate(spec, sampled, valid, test, client, timed, say)
     run.log_history(trained.history)
     run.log_data(model_type=trained.kind, **trained.data)
     _save_model(run, trained)
     _save_inspection(run, spec, trained, sampled.features, say)
     return PipelineResult(record=None, trained=trained, train=sampled, test=test)
+
+
+def _train_and_evaluate(spec: PipelineSpec, sampled: Dataset, valid: Dataset | None, test: Dataset, client, timed,
+                        say) -> Trained:
+    """Fit ``spec.model`` through its registry entry, then score every model it returns on ``test``."""
+    kind = spec.model.type
+    threshold = spec.metrics.threshold
+    undersampling = sampled.info.get("undersample") if spec.sampling.correct_probabilities else None
+    monitor = _Monitor(test, threshold, undersampling, client)
+    fitted: Fitted = MODEL_TYPES.get_entry(kind).fit(spec.model, FitContext(
+        train=sampled, valid=valid, client=client, timed=timed, say=say, monitor=monitor, pipeline=spec))
+
+    started = time.perf_counter()
+    models = dict(fitted.compared) or {fitted.primary or kind: fitted.model}
+    known = {name: monitor.seen[id(model)] for name, model in models.items() if id(model) in monitor.seen}
+    todo = {name: model for name, model in models.items() if name not in known}
+    compared = {**known, **(evaluate_models(todo, test, threshold, undersampling=undersampling, client=client)
+                            if todo else {})}
+    compared = {name: compared[name] for name in models}
+    timed("metrics", time.perf_counter() - started)
+    primary = fitted.primary or kind
+    if fitted.model is None:  # several models, none preferred: the best by PR AUC represents the run
+        primary = max(compared, key=lambda n: (compared[n].pr_auc, compared[n].roc_auc))
+    model = models.get(primary, fitted.model)
+    data = {**fitted.data, "primary": primary} if len(models) > 1 or fitted.compared else dict(fitted.data)
+    if "models" in data:
+        data["models"] = {name: {"roc_auc": m.roc_auc, "pr_auc": m.pr_auc, **data["models"].get(name, {})}
+                          for name, m in compared.items()}
+    return Trained(kind, model, compared[primary], compared, fitted.history, data, fitted.result)
+
+
+class _Monitor:
+    """Evaluates a model on the test set for a learning curve, remembering the last one it saw so
+    that the pipeline's own evaluation of the final model does not score it again."""
+
+    def __init__(self, test: Dataset, threshold: float, undersampling, client):
+        self.test, self.threshold, self.undersampling, self.client = test, threshold, undersampling, client
+        self.seen: dict[int, Metrics] = {}
+
+    def __call__(self, model) -> Metrics:
+        metrics = evaluate_models({"model": model}, self.test, self.threshold, undersampling=self.undersampling,
+                                  client=self.client)["model"]
+        self.seen = {id(model): metrics}  # the last model only: earlier ones may be garbage, their ids reused
+        return metrics
 
 
 def _save_model(run, trained: Trained) -> None:
@@ -169,7 +230,13 @@ def _save_model(run, trained: Trained) -> None:
 def _save_inspection(run, spec: PipelineSpec, trained: Trained, features, say) -> None:
     """Feature importances (CSV and PNG), ROC, PR and confusion-matrix PNGs beside the run."""
     from ..errors import WorkbenchError
-    from .artifacts import feature_importances, plot_confusion, plot_importances, plot_pr, plot_roc
+    from .artifacts import (
+        feature_importances,
+        plot_confusion,
+        plot_importances,
+        plot_pr,
+        plot_roc,
+    )
 
     if spec.metrics.importances:
         # An ensemble has no importances of its own: those of its first member that has them stand in.
@@ -211,28 +278,3 @@ def _should_persist(data: Dataset, persist, client) -> bool:
     memory = cluster_summary(client)["memory_limit"]
     estimate = data.info["rows_in_files"] * (8 * len(data.features) + 1)
     return bool(memory) and estimate < dask.config.get("workbench.persist.memory_fraction") * memory
-
-
-def _ensure_data(data_spec, client, say) -> None:
-    """Write the export ``data.synth`` or ``data.example`` describes if no file matches ``data.path``."""
-    paths = data_spec.path if isinstance(data_spec.path, list) else [data_spec.path]
-    if any(glob.glob(p) if glob.has_magic(p) else Path(p).exists() for p in paths):
-        return
-    target = Path(paths[0])
-    directory = target.parent if glob.has_magic(paths[0]) or target.suffix == ".parquet" else target
-    t = time.perf_counter()
-    if data_spec.synth is not None:
-        from ..data.synth import synth_bitcoin_export
-
-        synth = data_spec.synth
-        say(f"data: no files at {paths[0]}; generating a synthetic export of {synth.rows:,} rows in {directory}/")
-        files = synth_bitcoin_export(
-            directory, synth.rows, positive_rate=synth.positive_rate, signal=synth.signal, seed=synth.seed,
-            rows_per_shard=synth.rows_per_shard, table=synth.table, client=client,
-        )
-    else:
-        from ..data.nycflights import export_nycflights
-
-        say(f"data: no files at {paths[0]}; writing the {data_spec.example} example as Parquet in {directory}/")
-        files = export_nycflights(directory)
-    say(f"data: wrote {len(files)} shard(s) in {time.perf_counter() - t:.1f}s")

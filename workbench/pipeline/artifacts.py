@@ -15,6 +15,7 @@ import pandas as pd
 from ..data.dataset import Dataset
 from ..errors import WorkbenchError
 from ..metrics import Metrics
+from ..metrics.scoring import positive_scores
 
 __all__ = [
     "feature_importances", "plot_importances", "plot_roc", "plot_pr", "plot_confusion",
@@ -244,19 +245,7 @@ def predict_to_parquet(model, data: Dataset, out_dir, client=None, *, overwrite:
 
 
 def _score_partition(df: pd.DataFrame, model, features, target) -> pd.DataFrame:
-    import xgboost as xgb
-
-    if len(df) == 0:
-        scores = np.empty(0)
-    elif isinstance(model, xgb.Booster):
-        scores = model.inplace_predict(df[features], validate_features=False)
-    else:
-        X = df[features] if hasattr(model, "feature_names_in_") else df[features].to_numpy("float64", na_value=np.nan)
-        if hasattr(model, "predict_proba"):
-            scores = model.predict_proba(X)[:, list(model.classes_).index(1)]
-        else:
-            scores = model.decision_function(X)
-    out = pd.DataFrame({"score": np.asarray(scores, dtype="float64")}, index=df.index)
+    out = pd.DataFrame({"score": positive_scores(model, df, features)}, index=df.index)
     if target:
         out[target] = df[target].to_numpy(dtype="int8")
     return out

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from ..data.bigquery import read_bigquery_export
 from ..errors import DataError, WorkbenchError
-from .artifacts import load_model, predict_to_parquet
-from ..metrics import Metrics, evaluate
+from ..metrics import Metrics, evaluate, score_scale
 from ..stores.runs import RunStore
+from .artifacts import load_model, predict_to_parquet
 
 __all__ = ["Prediction", "predict"]
 
@@ -69,7 +69,7 @@ def predict(
     metrics = None
     if dataset.target is not None and dataset.target in dataset.frame.columns:
         scored = dd.read_parquet(written, columns=["score", dataset.target])
-        metrics = evaluate(scored.rename(columns={dataset.target: "label"}), threshold)
+        metrics = evaluate(scored.rename(columns={dataset.target: "label"}), threshold, scale=score_scale(fitted))
     return Prediction(out=written, rows=rows, model=str(model_file), run_id=run_id,
                       target=dataset.target if metrics is not None else None, metrics=metrics)
 

@@ -1,15 +1,34 @@
-"""Trainers. Each takes Datasets and an optional ``client``, and evaluates exactly on the test set."""
+"""Trainers: each fits on Datasets with an optional ``client`` and returns a model; the model-type
+registry (:mod:`workbench.train.registry`) makes each one a ``model.type`` of pipeline files.
 
-from .xgb import DEFAULT_PARAMS, XGBoostResult, predict_scores, train_xgboost
-from .rus import RUSClassifier
-from .search import SearchResult, search
-from .ensemble import EnsembleResult, train_ensemble
-from .averaging import AveragedSGDResult, average_models, train_averaged_sgd
-from .incremental import IncrementalResult, train_incremental
-from .adaptive import HalvingResult, hyperband_search, successive_halving_search, xgboost_successive_halving
+Names are imported on first use, so looking at the registry does not import every trainer.
+"""
 
-__all__ = ["DEFAULT_PARAMS", "XGBoostResult", "predict_scores", "train_xgboost"]
-__all__ += ["RUSClassifier", "SearchResult", "search", "EnsembleResult", "train_ensemble"]
-__all__ += ["AveragedSGDResult", "average_models", "train_averaged_sgd"]
-__all__ += ["IncrementalResult", "train_incremental", "HalvingResult", "hyperband_search", "successive_halving_search",
-            "xgboost_successive_halving"]
+from importlib import import_module
+
+_LAZY = {
+    "DEFAULT_PARAMS": ".xgb", "XGBoostResult": ".xgb", "train_xgboost": ".xgb",
+    "RUSClassifier": ".rus",
+    "SearchResult": ".search", "search": ".search",
+    "EnsembleResult": ".ensemble", "train_ensemble": ".ensemble",
+    "AveragedSGDResult": ".averaging", "average_models": ".averaging", "train_averaged_sgd": ".averaging",
+    "IncrementalResult": ".incremental", "train_incremental": ".incremental", "epoch_monitor": ".incremental",
+    "HalvingResult": ".adaptive", "hyperband_search": ".adaptive", "successive_halving_search": ".adaptive",
+    "xgboost_successive_halving": ".adaptive",
+    "MODEL_TYPES": ".registry", "ModelType": ".registry", "ModelView": ".registry", "Fitted": ".registry",
+    "FitContext": ".registry", "register_model_type": ".registry",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'workbench.train' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

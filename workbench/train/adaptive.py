@@ -29,8 +29,9 @@ from xgboost import dask as dxgb
 
 from ..data.dataset import Dataset
 from ..errors import WorkbenchError
-from ..metrics import evaluate
-from .xgb import DEFAULT_PARAMS, predict_scores
+from ..metrics import evaluate, evaluate_model
+from ..metrics.scoring import model_scores
+from .xgb import DEFAULT_PARAMS
 
 __all__ = [
     "dask_ml_search_fix", "hyperband_search", "successive_halving_search", "roc_auc_scorer", "pr_auc_scorer",
@@ -40,22 +41,15 @@ __all__ = [
 
 # --- scorers ---------------------------------------------------------------------------------------
 
-def _positive_scores(estimator, X):
-    if hasattr(estimator, "predict_proba"):
-        proba = estimator.predict_proba(X)
-        return proba[:, list(estimator.classes_).index(1)]
-    return estimator.decision_function(X)
-
-
 def _score_with(metric: str, estimator, X, y) -> float:
     if dask.is_dask_collection(X) or dask.is_dask_collection(y):
         # Exact on the workers: per-score counts, as for the test set (workbench.metrics).
         X, y = da.asarray(X), da.asarray(y)
-        scores = X.map_blocks(lambda block: _positive_scores(estimator, block), drop_axis=1, dtype="float64")
+        scores = X.map_blocks(lambda block: model_scores(estimator, block), drop_axis=1, dtype="float64")
         pairs = da.stack([y.astype("float64"), scores], axis=1)
         scored = dd.from_dask_array(pairs, columns=["label", "score"]).astype({"label": "int8"})
         return float(getattr(evaluate(scored), metric))
-    score = _positive_scores(estimator, X)
+    score = model_scores(estimator, X)
     return float((roc_auc_score if metric == "roc_auc" else average_precision_score)(np.asarray(y), score))
 
 
@@ -251,7 +245,7 @@ def xgboost_successive_halving(
             boosters[i] = output["booster"]
             seconds = time.perf_counter() - t
             t = time.perf_counter()
-            metrics = evaluate(predict_scores(boosters[i], valid, client=client))
+            metrics = evaluate_model(boosters[i], valid, client=client)
             scores[i] = (metrics.pr_auc, metrics.roc_auc)
             timings["train"] += seconds
             timings["score"] += time.perf_counter() - t

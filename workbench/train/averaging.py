@@ -23,8 +23,8 @@ from sklearn.pipeline import Pipeline
 
 from ..data.dataset import Dataset
 from ..errors import WorkbenchError
-from ..metrics import Metrics, evaluate
-from .incremental import fit_preprocessor, score_frame
+from ..metrics import Metrics
+from .incremental import Monitor, epoch_monitor, fit_preprocessor
 
 __all__ = ["AveragedSGDResult", "train_averaged_sgd", "average_models"]
 
@@ -37,16 +37,18 @@ class AveragedSGDResult:
     """What :func:`train_averaged_sgd` produced."""
 
     model: Pipeline  # the preprocessing (exact scaling, imputation) and the averaged SGDClassifier, step "model"
-    history: dict  # {"epoch": [...], "roc_auc": [...], "pr_auc": [...], "seconds": [...]} (seconds of training)
-    metrics: Metrics  # of the final averaged model on the test set, exact
+    history: dict  # {"epoch": [...], "seconds": [...]} (seconds of training), + "roc_auc", "pr_auc" when monitored
+    metrics: Metrics | None  # what the monitor returned for the final averaged model (None without one)
     partitions: dict[str, list[int]]  # worker address -> the partitions of train it trained on
     timings: dict = field(default_factory=dict)  # preprocess, persist, train, evaluate
 
 
 def train_averaged_sgd(
     train: Dataset,
-    test: Dataset,
+    test: Dataset | None = None,
     *,
+    monitor: Monitor | None = None,
+    threshold: float = 0.5,
     epochs: int = 5,
     average_every_epoch: bool = True,
     scale: bool = True,
@@ -62,16 +64,19 @@ def train_averaged_sgd(
     on that grouping, so two runs can differ slightly. ``sgd_params`` go to ``SGDClassifier`` (default ``loss="log_loss"``,
     ``random_state=seed``). Features are standardised with their exact means and standard
     deviations and missing values imputed (:func:`workbench.train.incremental.fit_preprocessor`;
-    ``scale=False`` only imputes). After every epoch the averaged model is scored exactly on ``test``.
+    ``scale=False`` only imputes). After every epoch the averaged model goes to ``monitor`` (or, given
+    ``test``, is evaluated there at ``threshold``: :func:`workbench.train.incremental.epoch_monitor`).
     """
     client = client or get_client()
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise WorkbenchError(f"epochs {epochs!r} is not a positive integer", "give epochs as a whole number >= 1")
-    if train.features != test.features:
+    if test is not None and train.features != test.features:
         raise WorkbenchError("train and test have different features", "read them with the same reader settings")
+    if monitor is None and test is not None:
+        monitor = epoch_monitor(test, train, threshold=threshold, client=client)
     base = SGDClassifier(**{"loss": "log_loss", "random_state": seed, **sgd_params})
     timings = {"preprocess": 0.0, "persist": 0.0, "train": 0.0, "evaluate": 0.0}
-    history: dict[str, list] = {"epoch": [], "roc_auc": [], "pr_auc": [], "seconds": []}
+    history: dict[str, list] = {"epoch": [], **({"roc_auc": [], "pr_auc": []} if monitor else {}), "seconds": []}
 
     with client.as_current():
         started = time.perf_counter()
@@ -103,15 +108,15 @@ def train_averaged_sgd(
             timings["train"] += seconds
             states = {address: averaged if average_every_epoch else trained[address][0] for address in partitions}
 
-            started = time.perf_counter()
             model = Pipeline([*preprocess.steps, ("model", averaged)])
-            threshold = 0.5 if hasattr(averaged, "predict_proba") else 0.0
-            metrics = evaluate(score_frame(model, test, client=client), threshold,
-                               undersampling=train.info.get("undersample") if threshold else None)
-            timings["evaluate"] += time.perf_counter() - started
-            for key, value in (("epoch", epoch), ("roc_auc", metrics.roc_auc), ("pr_auc", metrics.pr_auc),
-                               ("seconds", seconds)):
-                history[key].append(value)
+            history["epoch"].append(epoch)
+            history["seconds"].append(seconds)
+            if monitor is not None:
+                started = time.perf_counter()
+                metrics = monitor(model)
+                timings["evaluate"] += time.perf_counter() - started
+                history["roc_auc"].append(metrics.roc_auc)
+                history["pr_auc"].append(metrics.pr_auc)
     return AveragedSGDResult(model=model, history=history, metrics=metrics, partitions=partitions, timings=timings)
 
 

@@ -8,8 +8,8 @@ member there in parallel, and combines them two ways:
   ``StratifiedKFold`` fold, in parallel too (scikit-learn's ``StackingClassifier``).
 
 The returned ensembles are genuine scikit-learn objects built from the fitted members (wrapped in
-``sklearn.frozen.FrozenEstimator``, so ``fit`` on them only records the classes). The test set is
-scored on the workers in one pass and every model gets exact metrics (:func:`workbench.metrics.evaluate`).
+``sklearn.frozen.FrozenEstimator``, so ``fit`` on them only records the classes). Given a test set,
+every model is scored on it in one pass on the workers (:func:`workbench.metrics.evaluate_models`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from ..data.dataset import Dataset
 from ..errors import WorkbenchError
-from ..metrics import Metrics, evaluate
+from ..metrics import Metrics, evaluate_models
+from ..metrics.scoring import model_scores
 from ._inmemory import check_in_memory, in_memory_arrays, single_threaded
 
 __all__ = ["EnsembleResult", "train_ensemble"]
@@ -44,7 +45,7 @@ class EnsembleResult:
     members: dict  # name -> member fitted on all of the training set
     soft: VotingClassifier | None
     stacking: StackingClassifier | None
-    metrics: dict[str, Metrics]  # exact, on the test set: each member, then "soft" and/or "stacking"
+    metrics: dict[str, Metrics]  # exact, on the test set if one was given: each member, then "soft" and/or "stacking"
     workers: dict[str, str]  # member -> address of the worker that fitted it
     fit_seconds: dict[str, float]  # member -> seconds of its fit on all of the training set
     timings: dict = field(default_factory=dict)  # collect, parallel, serial, score (see train_ensemble)
@@ -55,18 +56,25 @@ class EnsembleResult:
             {name: {"roc_auc": m.roc_auc, "pr_auc": m.pr_auc} for name, m in self.metrics.items()}
         ).T
 
+    @property
+    def models(self) -> dict:
+        """Every fitted model by name: the members, then "soft" and/or "stacking"."""
+        return {**self.members, **{name: m for name, m in (("soft", self.soft), ("stacking", self.stacking))
+                                   if m is not None}}
+
 
 def train_ensemble(
     members: dict,
     train: Dataset,
-    test: Dataset,
+    test: Dataset | None = None,
     *,
     method: str = "both",
     cv: int = 5,
     client=None,
     seed: int = 0,
+    threshold: float = 0.5,
 ) -> EnsembleResult:
-    """Fit ``members`` in parallel on ``train``, combine them, and score everything exactly on ``test``.
+    """Fit ``members`` in parallel on ``train`` and combine them; with ``test``, evaluate every model there.
 
     ``train`` (usually a RUS sample, small) is held in memory: assembled into numpy ``X`` (float64,
     NaN for missing) and ``y`` on a worker and replicated to every worker once; a Dataset larger than
@@ -88,7 +96,7 @@ def train_ensemble(
 
     ``timings``: ``collect`` (data to the workers), ``parallel`` (wall time of every fit: members,
     out-of-fold fits and the meta-learner), ``serial`` (the sum of those fits' own times: what one
-    worker would take), ``score`` (test set and metrics).
+    worker would take) and, with ``test``, ``score`` (test set and metrics at ``threshold``).
     """
     client = client or get_client()
     _check_args(members, train, test, method, cv)
@@ -138,16 +146,18 @@ def train_ensemble(
                                          final_estimator=FrozenEstimator(meta_result["meta"]), cv="prefit",
                                          stack_method="predict_proba").fit(setup_X, setup_y)
 
-    started = time.perf_counter()
-    metrics = _score(client, test, fitted_members, meta_result["meta"] if stack else None, soft,
-                     train.info.get("undersample"))
-    timings["score"] = time.perf_counter() - started
-    return EnsembleResult(
-        members=fitted_members, soft=soft_model, stacking=stack_model, metrics=metrics,
+    result = EnsembleResult(
+        members=fitted_members, soft=soft_model, stacking=stack_model, metrics={},
         workers={name: address for name, (_, _, address) in fitted.items()},
         fit_seconds={name: seconds for name, (_, seconds, _) in fitted.items()},
         timings=timings,
     )
+    if test is not None:
+        started = time.perf_counter()
+        result.metrics = evaluate_models(result.models, test, threshold, undersampling=train.info.get("undersample"),
+                                         client=client)
+        timings["score"] = time.perf_counter() - started
+    return result
 
 
 def _check_args(members, train, test, method, cv) -> None:
@@ -164,7 +174,7 @@ def _check_args(members, train, test, method, cv) -> None:
                                  "use classifiers that predict probabilities")
     if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
         raise WorkbenchError(f"cv {cv!r} is not a number of folds", "give cv as a whole number >= 2")
-    if train.features != test.features:
+    if test is not None and train.features != test.features:
         raise WorkbenchError("train and test have different features", "read them with the same reader settings")
 
 
@@ -178,16 +188,12 @@ def _folds(y, cv: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
 
 
-def _positive_proba(model, X) -> np.ndarray:
-    return model.predict_proba(X)[:, list(model.classes_).index(1)]
-
-
 def _fit_fold(model, X, y, folds, k: int):
     """Out-of-fold probabilities of one member on fold ``k``: fitted on the other folds."""
     started = time.perf_counter()
     train_rows, test_rows = folds[k]
     model.fit(X[train_rows], y[train_rows])
-    return test_rows, _positive_proba(model, X[test_rows]), time.perf_counter() - started
+    return test_rows, model_scores(model, X[test_rows]), time.perf_counter() - started
 
 
 def _fit_meta(oof, n_members: int, y, seed: int) -> dict:
@@ -205,34 +211,3 @@ def _fit_meta(oof, n_members: int, y, seed: int) -> dict:
 def _one_row_per_class(X, y):
     rows = [int(np.flatnonzero(y == c)[0]) for c in (0, 1)]
     return X[rows], y[rows]
-
-
-def _score(client, test: Dataset, members: dict, meta, soft: bool, undersampling) -> dict[str, Metrics]:
-    """Every model's probability of class 1 on ``test``, on the workers, then exact metrics per model."""
-    names = list(members)
-    columns = [*names, *(["soft"] if soft else []), *(["stacking"] if meta is not None else [])]
-    [remote] = client.scatter([(members, meta)], broadcast=True, hash=False)
-    meta_frame = pd.DataFrame({"label": pd.Series([], dtype="int8"),
-                               **{c: pd.Series([], dtype="float64") for c in columns}})
-    scored = client.persist(test.frame.map_partitions(
-        _score_partition, remote, list(test.features), test.target, soft, meta=meta_frame))
-    wait(scored)
-    return {c: evaluate(scored, score=c, undersampling=undersampling) for c in columns}
-
-
-def _score_partition(df: pd.DataFrame, models, features, target, soft: bool) -> pd.DataFrame:
-    members, meta = models
-    X = df[features].to_numpy(dtype="float64", na_value=np.nan)
-    out = pd.DataFrame({"label": df[target].to_numpy(dtype="int8")}, index=df.index)
-    if len(df) == 0:
-        for c in [*members, *(["soft"] if soft else []), *(["stacking"] if meta is not None else [])]:
-            out[c] = np.empty(0)
-        return out
-    P = np.column_stack([_positive_proba(m, X) for m in members.values()])
-    for j, name in enumerate(members):
-        out[name] = P[:, j]
-    if soft:
-        out["soft"] = P.mean(axis=1)  # VotingClassifier(voting="soft") with equal weights
-    if meta is not None:
-        out["stacking"] = _positive_proba(meta, P)  # StackingClassifier: meta-learner on P(class 1) per member
-    return out

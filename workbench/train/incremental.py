@@ -8,8 +8,9 @@ just before its block is fitted: with 2 worker threads at most 3 blocks were in 
 (80 blocks of 24 MB, measured with a scheduler plugin; 6 with root-task queuing turned off).
 Features are standardised with exact means and standard deviations from one pass of per-partition
 moments reduced on the workers, and missing values are imputed with the mean; the fitted
-preprocessing and the estimator come back together as one scikit-learn ``Pipeline``. After every
-epoch the model is scored exactly on the test set (:func:`workbench.metrics.evaluate`).
+preprocessing and the estimator come back together as one scikit-learn ``Pipeline``. A ``monitor``
+(or a ``test`` set) sees the model after every epoch, for a learning curve; scoring itself is
+:func:`workbench.metrics.score`'s job.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from sklearn.utils import check_random_state
 
 from ..data.dataset import Dataset
 from ..errors import DataError, WorkbenchError
-from ..metrics import Metrics, evaluate
+from ..metrics import Metrics, evaluate_model, score
 from ..sampling import class_counts
 
 __all__ = [
-    "IncrementalResult", "train_incremental", "fit_preprocessor", "dataset_arrays", "score_frame",
-    "epoch_random_state", "block_order",
+    "IncrementalResult", "train_incremental", "fit_preprocessor", "dataset_arrays", "epoch_random_state",
+    "block_order", "epoch_monitor",
 ]
 
 
@@ -47,29 +48,43 @@ class IncrementalResult:
     """What :func:`train_incremental` produced."""
 
     model: Pipeline  # preprocessing (scale and/or impute) followed by the fitted estimator, step "model"
-    history: dict  # {"epoch": [...], "roc_auc": [...], "pr_auc": [...], "seconds": [...]} (seconds of training)
-    metrics: Metrics  # of the final model on the test set, exact
+    history: dict  # {"epoch": [...], "seconds": [...]} (seconds of training), + "roc_auc", "pr_auc" when monitored
+    metrics: Metrics | None  # what the monitor returned for the final model (None without one)
     timings: dict = field(default_factory=dict)
     block_orders: list = field(default_factory=list)  # per epoch, the partitions of train in the order fitted
     features: tuple = ()
 
     def predict_scores(self, data: Dataset, client=None) -> dd.DataFrame:
-        return score_frame(self.model, data, client=client)
+        """A lazy frame of ``label`` and ``score`` on ``data`` (:func:`workbench.metrics.score`)."""
+        return score(self.model, data, client=client)
+
+
+Monitor = Callable[[object], Metrics]
+
+
+def epoch_monitor(test: Dataset, train: Dataset, *, threshold: float = 0.5, correct_probabilities: bool = True,
+                  client=None) -> Monitor:
+    """A monitor that evaluates a model exactly on ``test`` (:func:`workbench.metrics.evaluate_model`),
+    at ``threshold`` and corrected for the under-sampling of ``train``."""
+    undersampling = train.info.get("undersample") if correct_probabilities else None
+    return lambda model: evaluate_model(model, test, threshold, undersampling=undersampling, client=client)
 
 
 def train_incremental(
     train: Dataset,
-    test: Dataset,
+    test: Dataset | None,
     estimator,
     *,
     epochs: int = 5,
     scale: bool = True,
     classes=(0, 1),
     seed: int = 0,
+    threshold: float = 0.5,
     client=None,
+    monitor: Monitor | None = None,
     on_epoch: Callable[[int, Metrics], None] | None = None,
 ) -> IncrementalResult:
-    """Train ``estimator`` block by block on ``train`` for ``epochs`` passes; score exactly on ``test``.
+    """Train ``estimator`` block by block on ``train`` for ``epochs`` passes.
 
     Parameters
     ----------
@@ -84,11 +99,12 @@ def train_incremental(
         Standardise the features with their exact mean and standard deviation (missing values become
         0, the mean). With ``scale=False`` missing values are still imputed with the mean.
     classes
-        Passed to every ``partial_fit`` call. The score is the probability of class 1 from
-        ``predict_proba``, or ``decision_function`` for estimators without it (then the confusion
-        matrix in the metrics is taken at 0).
+        Passed to every ``partial_fit`` call.
+    test, threshold, monitor
+        ``monitor(model) -> Metrics`` is called after every epoch and its ROC AUC and PR AUC go into
+        ``history``; ``test`` is a shorthand for :func:`epoch_monitor` on it at ``threshold``.
     on_epoch
-        Called with ``(epoch, metrics)`` after each epoch has been scored.
+        Called with ``(epoch, metrics)`` after each monitored epoch.
     """
     client = client or get_client()
     if not hasattr(estimator, "partial_fit"):
@@ -97,13 +113,15 @@ def train_incremental(
         )
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise WorkbenchError(f"epochs {epochs!r} is not a positive integer", "give the number of passes, e.g. 5")
-    if train.features != test.features:
+    if test is not None and train.features != test.features:
         raise WorkbenchError("train and test have different features", "read them with the same reader settings")
+    if monitor is None and test is not None:
+        monitor = epoch_monitor(test, train, threshold=threshold, client=client)
     estimator = clone(estimator)
     if "random_state" in estimator.get_params(deep=False) and estimator.get_params()["random_state"] is None:
         estimator.set_params(random_state=seed)
     timings: dict[str, float] = {"preprocess": 0.0, "train": 0.0, "evaluate": 0.0}
-    history: dict[str, list] = {"epoch": [], "roc_auc": [], "pr_auc": [], "seconds": []}
+    history: dict[str, list] = {"epoch": [], **({"roc_auc": [], "pr_auc": []} if monitor else {}), "seconds": []}
     block_orders: list[list[int]] = []
 
     with client.as_current():
@@ -121,15 +139,17 @@ def train_incremental(
             wrapper.partial_fit(X, y, classes=np.asarray(classes))
             seconds = time.perf_counter() - started
             timings["train"] += seconds
-            started = time.perf_counter()
             model = Pipeline([*preprocess.steps, ("model", wrapper.estimator_)])
-            metrics = _evaluate(model, test, train, client)
-            timings["evaluate"] += time.perf_counter() - started
-            for key, value in (("epoch", epoch), ("roc_auc", metrics.roc_auc), ("pr_auc", metrics.pr_auc),
-                               ("seconds", seconds)):
-                history[key].append(value)
-            if on_epoch:
-                on_epoch(epoch, metrics)
+            history["epoch"].append(epoch)
+            history["seconds"].append(seconds)
+            if monitor is not None:
+                started = time.perf_counter()
+                metrics = monitor(model)
+                timings["evaluate"] += time.perf_counter() - started
+                history["roc_auc"].append(metrics.roc_auc)
+                history["pr_auc"].append(metrics.pr_auc)
+                if on_epoch:
+                    on_epoch(epoch, metrics)
     return IncrementalResult(model=model, history=history, metrics=metrics, timings=timings,
                              block_orders=block_orders, features=train.features)
 
@@ -266,40 +286,3 @@ def _features_of(frame: pd.DataFrame, k: int) -> np.ndarray:
 @dask.delayed(pure=True)
 def _target_of(frame: pd.DataFrame) -> np.ndarray:
     return frame.iloc[:, -1].to_numpy()
-
-
-def score_frame(model, data: Dataset, *, client=None) -> dd.DataFrame:
-    """A lazy frame of ``label`` and ``score`` of ``model`` on ``data``, one pass over its partitions.
-
-    The score is the probability of class 1 (``predict_proba``) or, without it, ``decision_function``.
-    """
-    client = client or get_client()
-    [remote] = client.scatter([model], broadcast=True, hash=False)
-    meta = pd.DataFrame({"label": pd.Series([], dtype="int8"), "score": pd.Series([], dtype="float64")})
-    return data.frame.map_partitions(
-        _score_partition, remote, list(data.features), data.target, _score_method(model), meta=meta
-    )
-
-
-def _score_method(model) -> str:
-    return "predict_proba" if hasattr(model, "predict_proba") else "decision_function"
-
-
-def _score_partition(df: pd.DataFrame, model, features, target, method) -> pd.DataFrame:
-    # Models fitted on arrays get an array (NaN for missing values), models fitted on frames a frame.
-    X = df[features] if hasattr(model, "feature_names_in_") else df[features].to_numpy("float64", na_value=np.nan)
-    if len(df) == 0:
-        scores = np.empty(0, dtype="float64")
-    elif method == "predict_proba":
-        scores = model.predict_proba(X)[:, list(model.classes_).index(1)]
-    else:
-        scores = model.decision_function(X)
-    return pd.DataFrame(
-        {"label": df[target].to_numpy(dtype="int8"), "score": np.asarray(scores, dtype="float64")}, index=df.index
-    )
-
-
-def _evaluate(model, test: Dataset, train: Dataset, client) -> Metrics:
-    if _score_method(model) == "predict_proba":
-        return evaluate(score_frame(model, test, client=client), undersampling=train.info.get("undersample"))
-    return evaluate(score_frame(model, test, client=client), threshold=0.0)

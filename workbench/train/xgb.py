@@ -1,4 +1,5 @@
-"""Distributed XGBoost on a :class:`~workbench.data.Dataset`, evaluated exactly on a held-out test set."""
+"""Distributed XGBoost on a :class:`~workbench.data.Dataset`: early stopping on a validation set,
+training started over when a worker is lost. Scoring is :func:`workbench.metrics.score`'s job."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from dataclasses import dataclass, field
 
 import dask
 import dask.dataframe as dd
-import numpy as np
 import pandas as pd
 import xgboost as xgb
 from distributed import get_client, get_worker, wait
@@ -17,13 +17,13 @@ from xgboost import dask as dxgb
 
 from ..data.dataset import Dataset
 from ..errors import SamplingError, WorkbenchError, WorkbenchWarning
-from ..metrics import Metrics, evaluate
+from ..metrics import Metrics, evaluate_model, score
 from ._inmemory import stack_partitions
 from ._tracker import install as _install_tracker
 
 _install_tracker()  # XGBoost's tracker in a child process: a dying worker cannot abort this one
 
-__all__ = ["XGBoostResult", "train_xgboost", "predict_scores", "DEFAULT_PARAMS"]
+__all__ = ["XGBoostResult", "train_xgboost", "DEFAULT_PARAMS"]
 
 DEFAULT_PARAMS = {
     "objective": "binary:logistic",
@@ -45,12 +45,13 @@ class XGBoostResult:
     history: dict
     best_iteration: int  # the booster holds rounds 0..best_iteration only
     num_boosted_rounds: int  # rounds trained before early stopping picked the best
-    metrics: Metrics | None
+    metrics: Metrics | None  # of ``booster`` on ``test``, if train_xgboost was given one
     timings: dict = field(default_factory=dict)
     attempts: int = 1  # more than 1 if training started over after losing a worker
 
     def predict_scores(self, data: Dataset, client=None) -> dd.DataFrame:
-        return predict_scores(self.booster, data, iteration_range=(0, self.best_iteration + 1), client=client)
+        """A lazy frame of ``label`` and ``score`` on ``data`` (:func:`workbench.metrics.score`)."""
+        return score(self.booster, data, client=client)
 
 
 def train_xgboost(
@@ -70,13 +71,15 @@ def train_xgboost(
     client=None,
     on_phase: Callable[[str, float], None] | None = None,
 ) -> XGBoostResult:
-    """Train a booster with ``xgboost.dask`` on ``train`` and evaluate it exactly on ``test``.
+    """Train a booster with ``xgboost.dask`` on ``train``; with ``test``, evaluate it exactly there.
 
     Parameters
     ----------
     train, valid, test
         Datasets with the same features. ``valid`` is the early-stopping set (never under-sampled);
-        ``test`` is only scored, with exact ROC AUC, PR AUC and the confusion matrix at ``threshold``.
+        ``test``, if given, is scored through :func:`workbench.metrics.evaluate_model`: exact ROC AUC,
+        PR AUC and the confusion matrix at ``threshold`` (a pipeline run passes none and evaluates
+        every model type the same way afterwards).
     params
         XGBoost parameters, merged over :data:`DEFAULT_PARAMS`.
     scale_pos_weight
@@ -92,7 +95,7 @@ def train_xgboost(
         Times to start training over when a worker is lost mid-training (xgboost.dask cannot
         continue on a changed set of workers). Lost data partitions are recomputed by Dask.
     on_phase
-        Called with ``(phase, seconds)`` as each of ``dmatrix``, ``train``, ``predict``, ``metrics`` ends.
+        Called with ``(phase, seconds)`` as each of ``dmatrix``, ``train`` and, with ``test``, ``metrics`` ends.
     """
     client = client or get_client()
     if early_stopping_rounds and valid is None:
@@ -147,12 +150,8 @@ def train_xgboost(
     metrics = None
     if test is not None:
         started = time.perf_counter()
-        scored = client.persist(predict_scores(booster, test, iteration_range=(0, best + 1), client=client))
-        wait(scored)
-        record("predict", time.perf_counter() - started)
-        started = time.perf_counter()
         undersampling = train.info.get("undersample") if correct_probabilities else None
-        metrics = evaluate(scored, threshold, undersampling=undersampling)
+        metrics = evaluate_model(booster, test, threshold, undersampling=undersampling, client=client)
         record("metrics", time.perf_counter() - started)
     return XGBoostResult(
         booster=booster, params=params, history=history, best_iteration=best,
@@ -284,25 +283,3 @@ def _scale_pos_weight(train: Dataset, value: float | str) -> float:
     if isinstance(value, str) or value <= 0:
         raise WorkbenchError(f"scale_pos_weight {value!r} is not a positive number", "give a number or 'auto'")
     return float(value)
-
-
-def predict_scores(booster: xgb.Booster, data: Dataset, *, iteration_range=(0, 0), client=None) -> dd.DataFrame:
-    """A lazy frame of ``label`` and ``score`` (predicted probability), one pass over ``data``."""
-    client = client or get_client()
-    # One task per partition yields label and score together, so the test data is read once
-    # (xgboost.dask.inplace_predict returns scores alone, and the labels would need a second read).
-    [model] = client.scatter([booster], broadcast=True, hash=False)
-    meta = pd.DataFrame({"label": pd.Series([], dtype="int8"), "score": pd.Series([], dtype="float32")})
-    return data.frame.map_partitions(
-        _predict_partition, model, list(data.features), data.target, iteration_range, meta=meta
-    )
-
-
-def _predict_partition(df: pd.DataFrame, booster, features, target, iteration_range) -> pd.DataFrame:
-    if len(df) == 0:
-        scores = np.empty(0, dtype="float32")
-    else:
-        scores = booster.inplace_predict(df[features], iteration_range=tuple(iteration_range), validate_features=False)
-    return pd.DataFrame(
-        {"label": df[target].to_numpy(dtype="int8"), "score": np.asarray(scores, dtype="float32")}, index=df.index
-    )
