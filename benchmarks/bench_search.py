@@ -98,7 +98,7 @@ def main(argv=None) -> None:
     from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
 
     import workbench as wb
-    from workbench.train import search
+    from workbench.train.search import search
 
     skip = set(filter(None, args.skip.split(",")))
     path = HERE / "data" / f"btc-{args.rows}"

@@ -53,7 +53,8 @@ def record_runs(directory: Path) -> tuple[str, str, dict]:
             run.log_timing(phase, seconds)
         run.log_data(rows_in_files=100_000, train={"rows": 72_000, "positive": 1_440},
                      sampled={"rows": 15_840, "positive": 1_440}, test={"rows": 20_000, "positive": 400},
-                     class_ratio={"before": "1:49.0", "after": "1:10.0"}, best_iteration=3, boosted_rounds=4)
+                     class_ratio={"before": "1:49.0", "after": "1:10.0"}, model_type="xgboost", best_iteration=3,
+                     boosted_rounds=4)
         run.log_history(HISTORY)
         succeeded = run.succeed(metrics)
     with store.start("broken", spec={"name": "broken"}, seeds={}, versions={}, cluster=cluster) as run:
@@ -134,18 +135,18 @@ def test_the_page_of_a_succeeded_run(served) -> None:
     assert status == 200 and content_type.startswith("text/html")
     assert f"run {good}" in body and '<a href="../runs">' in body and '<a href="../../status">' in body
     assert body.count("<svg") == 3  # ROC curve, PR curve, history
-    assert f"ROC AUC {metrics['roc_auc']:.4f}" in body or f"{metrics['roc_auc']:.4f}" in body
-    assert f"{metrics['tn']:,}" in body and f"{metrics['tp']:,}" in body
-    assert "best round 4" in body or "trees kept" in body
-    assert "&quot;max_depth&quot;: 6" in body  # the spec, pretty JSON, escaped
+    assert f'<div class="label">ROC AUC</div><div class="value">{metrics["roc_auc"]:.4f}</div>' in body
+    assert f"{metrics['tn']:,}<small>TN</small>" in body and f"{metrics['tp']:,}<small>TP</small>" in body
+    assert "xgboost: 4 trees kept (best validation round) of 4 trained" in body  # the model type's own view
+    assert "&#34;max_depth&#34;: 6" in body  # the spec, pretty JSON, escaped
     assert "btc &lt;script&gt;" in body and "<script>" not in body
-    assert "12.0 s" in body and "4.0 GiB" in body
+    assert "12.00 s" in body and "4.00 GiB" in body  # dask.utils.format_time and format_bytes
 
 
 def test_the_page_of_a_failed_run(served) -> None:
     status, _, body, _ = fetch(f"{served['base']}/workbench/runs/{served['bad']}")
     assert status == 200
-    assert "failed" in body and "no Parquet files match &#x27;exports/&lt;btc&gt;-*.parquet&#x27;" in body
+    assert "failed" in body and "no Parquet files match &#39;exports/&lt;btc&gt;-*.parquet&#39;" in body
     assert "<svg" not in body
 
 
@@ -189,6 +190,51 @@ def test_the_dask_dashboard_still_serves_its_own_pages(served) -> None:
     status, _, body, _ = fetch(served["base"] + "/json/identity.json")
     assert status == 200 and json.loads(body)["type"] == "Scheduler"
     assert fetch(served["base"] + "/status")[0] == 200
+
+
+# ---------------------------------------------------------------- a model type from outside the package
+
+
+def test_a_model_type_registered_outside_shows_its_view_in_the_cli_and_on_the_page(served, tmp_path: Path,
+                                                                                   capsys) -> None:
+    """The CLI and the runs page both render a run's model section from its model type's ``show``."""
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    from workbench.cli import main
+    from workbench.train.registry import MODEL_TYPES, ModelType, ModelView, register_model_type
+
+    class OutsideModel(BaseModel):
+        type: Literal["outside_stump"] = "outside_stump"
+
+    def show(data: dict) -> ModelView:
+        return ModelView((f"outside_stump: split on {data['split_on']} <at> {data['cut']}",),
+                         {"stump leaves": [{"leaf": "left", "share": 0.25}, {"leaf": "right", "share": 0.75}]})
+
+    register_model_type(ModelType("outside_stump", OutsideModel, lambda spec, context: None, show))
+    try:
+        store = RunStore(tmp_path / "runs")
+        with store.start("stump", spec={"name": "stump"}, seeds={}, versions={}, cluster={}) as run:
+            run.log_data(model_type="outside_stump", split_on="balance", cut=0.5)
+            record = run.succeed(metrics_from_table(score_table(1), 0.5).to_dict())
+
+        assert main(["runs", "show", record.id, "--runs-dir", str(tmp_path / "runs")]) == 0
+        out = capsys.readouterr().out
+        assert re.search(r"^  model +outside_stump: split on balance <at> 0\.5$", out, re.MULTILINE), out
+        assert re.search(r"^  stump leaves:\n +leaf +share\n +left +0\.2500\n +right +0\.7500$", out, re.MULTILINE), out
+
+        with dask.config.set({"workbench.runs.dir": str(tmp_path / "runs")}):
+            status, _, body, _ = fetch(f"{served['base']}/workbench/runs/{record.id}")
+        assert status == 200
+        assert "<h2>model: outside_stump</h2>" in body
+        assert "outside_stump: split on balance &lt;at&gt; 0.5" in body
+        assert "<h3>stump leaves</h3>" in body
+        assert "<tr><th>leaf</th><th>share</th></tr>" in body
+        assert "<tr><td>left</td><td>0.2500</td></tr>" in body and "<tr><td>right</td><td>0.7500</td></tr>" in body
+    finally:
+        MODEL_TYPES.unregister("outside_stump")
+    assert "outside_stump" not in MODEL_TYPES
 
 
 # ---------------------------------------------------------------- headless Chromium

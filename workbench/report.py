@@ -11,14 +11,15 @@ to the baseline cell, and the cells that failed or saw faults.
 
 from __future__ import annotations
 
-import html
 import math
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pandas as pd
 
@@ -74,72 +75,52 @@ def write_report(source, out: str | os.PathLike | None = None, *, runs_dir=None,
 
 
 class _Doc:
-    """Sections rendered twice: HTML and Markdown."""
+    """Sections rendered twice: HTML (the template ``workbench/templates/report.html.j2``) and Markdown."""
 
     def __init__(self, title: str):
         self.title = title
-        self.parts: list[tuple] = []
+        self.parts: list[dict] = []
 
     def heading(self, text: str, level: int = 2):
-        self.parts.append(("h", level, text))
+        self.parts.append({"kind": "heading", "level": level, "text": text})
 
     def text(self, text: str):
-        self.parts.append(("p", text))
+        self.parts.append({"kind": "text", "text": text})
 
     def table(self, frame: pd.DataFrame, caption: str | None = None, index: bool = False):
-        self.parts.append(("t", frame, caption, index))
+        shown = _formatted(frame)
+        header = ([shown.index.name or ""] if index else []) + list(shown.columns)
+        rows = [([str(i)] if index else []) + [_cell(v) for v in row]
+                for i, row in zip(shown.index, shown.itertuples(index=False))]
+        self.parts.append({"kind": "table", "caption": caption, "header": header, "rows": rows, "index": index})
 
     def figure(self, path: str, caption: str):
-        self.parts.append(("f", path, caption))
+        self.parts.append({"kind": "figure", "path": path, "caption": caption})
 
     def html(self) -> str:
-        body = []
-        for part in self.parts:
-            kind = part[0]
-            if kind == "h":
-                body.append(f"<h{part[1]}>{html.escape(part[2])}</h{part[1]}>")
-            elif kind == "p":
-                body.append(f"<p>{html.escape(part[1])}</p>")
-            elif kind == "t":
-                frame, caption, index = part[1:]
-                shown = _formatted(frame)
-                caption_html = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-                table = shown.to_html(index=index, escape=True, border=0, na_rep="–")
-                body.append(table.replace("<thead>", f"{caption_html}<thead>", 1))
-            elif kind == "f":
-                body.append(f'<figure><img src="{html.escape(part[1])}" alt="{html.escape(part[2])}">'
-                            f"<figcaption>{html.escape(part[2])}</figcaption></figure>")
-        return (
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
-            f"<h1>{html.escape(self.title)}</h1>\n" + "\n".join(body) + "\n</body></html>\n"
-        )
+        return _templates().get_template("report.html.j2").render(title=self.title, parts=self.parts)
 
     def markdown(self) -> str:
         lines = [f"# {self.title}", ""]
         for part in self.parts:
-            kind = part[0]
-            if kind == "h":
-                lines += ["#" * part[1] + " " + part[2], ""]
-            elif kind == "p":
-                lines += [part[1], ""]
-            elif kind == "t":
-                frame, caption, index = part[1:]
-                if caption:
-                    lines += [f"*{caption}*", ""]
-                lines += [_markdown_table(_formatted(frame), index), ""]
-            elif kind == "f":
-                lines += [f"![{part[2]}]({part[1]})", ""]
+            kind = part["kind"]
+            if kind == "heading":
+                lines += ["#" * part["level"] + " " + part["text"], ""]
+            elif kind == "text":
+                lines += [part["text"], ""]
+            elif kind == "table":
+                if part["caption"]:
+                    lines += [f"*{part['caption']}*", ""]
+                lines += [_markdown_table(part["header"], part["rows"]), ""]
+            elif kind == "figure":
+                lines += [f"![{part['caption']}]({part['path']})", ""]
         return "\n".join(lines)
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
-color:#1d2327;padding:0 1em}h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{padding:.25em .7em;border-bottom:1px solid #e5e5e5;
-text-align:right}th{background:#f4f6f8}caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
-figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
-"""
+@cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def _formatted(frame: pd.DataFrame) -> pd.DataFrame:
@@ -166,10 +147,11 @@ def _number(value) -> str:
     return f"{value:.4g}" if magnitude < 100 else f"{value:,.1f}"
 
 
-def _markdown_table(frame: pd.DataFrame, index: bool) -> str:
-    header = ([frame.index.name or ""] if index else []) + list(frame.columns)
-    rows = [([str(i)] if index else []) + ["–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-                                            for v in row] for i, row in zip(frame.index, frame.itertuples(index=False))]
+def _cell(value) -> str:
+    return "–" if pd.api.types.is_scalar(value) and pd.isna(value) else str(value)
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     def line(cells):
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
     return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)])

@@ -14,7 +14,8 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from tests.train.test_xgb import _write_export
 from workbench import read_bigquery_export, split
 from workbench.errors import WorkbenchError
-from workbench.train import RUSClassifier, SearchResult, search
+from workbench.train import RUSClassifier
+from workbench.train.search import SearchResult, search
 
 SCORING = {
     "roc_auc": "roc_auc",

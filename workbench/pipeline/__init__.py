@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dask.config
 
+from .. import progress
 from ..cluster import cluster as open_cluster
 from ..cluster import cluster_summary, describe
 from ..data.cache import load_dataset
@@ -108,7 +109,15 @@ def run_pipeline(
     return PipelineResult(record=record, trained=result.trained, train=result.train, test=result.test)
 
 
+PHASES = ("read", "split", "rus", "train and evaluate", "artifacts")
+
+
 def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
+    with progress.task(f"run {spec.name}", total=len(PHASES)) as step:
+        return _run_phases(spec, client, run, say, step)
+
+
+def _run_phases(spec: PipelineSpec, client, run, say, step) -> PipelineResult:
     timings = {}
 
     def timed(phase: str, seconds: float) -> None:
@@ -130,6 +139,7 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
         f"{data.npartitions} partitions{' (persisted in worker memory)' if persisted else ''}"
         + (f"; not features: {', '.join(excluded)}" if excluded else "")
     )
+    step.advance()
 
     t = time.perf_counter()
     if spec.split.by:
@@ -145,6 +155,7 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
         + (f"valid {valid.n_rows:,}, " if valid is not None else "")
         + f"test {test.n_rows:,} ({test.n_positive:,} positive)"
     )
+    step.advance()
 
     t = time.perf_counter()
     sampled = undersample(train, spec.sampling.ratio, seed=spec.sampling.seed)
@@ -152,6 +163,7 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
     before = _ratio(train)
     after = _ratio(sampled)
     say(f"rus: {spec.sampling.ratio or 'none'}: {train.n_rows:,} -> {sampled.n_rows:,} rows, class ratio {before} -> {after}")
+    step.advance()
 
     run.log_data(
         rows_in_files=data.info["rows_in_files"],
@@ -167,10 +179,12 @@ def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
     )
 
     trained = _train_and_evaluate(spec, sampled, valid, test, client, timed, say)
+    step.advance()
     run.log_history(trained.history)
     run.log_data(model_type=trained.kind, **trained.data)
     _save_model(run, trained)
     _save_inspection(run, spec, trained, sampled.features, say)
+    step.advance()
     return PipelineResult(record=None, trained=trained, train=sampled, test=test)
 
 

@@ -1,7 +1,9 @@
 """Trainers: each fits on Datasets with an optional ``client`` and returns a model; the model-type
 registry (:mod:`workbench.train.registry`) makes each one a ``model.type`` of pipeline files.
 
-Names are imported on first use, so looking at the registry does not import every trainer.
+Names are imported on first use, so looking at the registry does not import every trainer. The
+search trainer is ``workbench.train.search.search`` (or ``workbench.search``): its name is also its
+module's.
 """
 
 from importlib import import_module
@@ -9,7 +11,6 @@ from importlib import import_module
 _LAZY = {
     "DEFAULT_PARAMS": ".xgb", "XGBoostResult": ".xgb", "train_xgboost": ".xgb",
     "RUSClassifier": ".rus",
-    "SearchResult": ".search", "search": ".search",
     "EnsembleResult": ".ensemble", "train_ensemble": ".ensemble",
     "AveragedSGDResult": ".averaging", "average_models": ".averaging", "train_averaged_sgd": ".averaging",
     "IncrementalResult": ".incremental", "train_incremental": ".incremental", "epoch_monitor": ".incremental",

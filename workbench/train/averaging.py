@@ -21,6 +21,7 @@ from sklearn.base import clone
 from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import Pipeline
 
+from .. import progress
 from ..data.dataset import Dataset
 from ..errors import WorkbenchError
 from ..metrics import Metrics
@@ -91,7 +92,7 @@ def train_averaged_sgd(
         [shared] = client.scatter([(preprocess, list(train.features), train.target)], broadcast=True, hash=False)
         states: dict[str, SGDClassifier | None] = {address: None for address in partitions}
         averaged, metrics = None, None
-        for epoch in range(1, epochs + 1):
+        for epoch in progress.track(range(1, epochs + 1), "epochs"):
             started = time.perf_counter()
             running = {
                 address: client.submit(

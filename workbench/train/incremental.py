@@ -32,6 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
+from .. import progress
 from ..data.dataset import Dataset
 from ..errors import DataError, WorkbenchError
 from ..metrics import Metrics, evaluate_model, score
@@ -131,7 +132,7 @@ def train_incremental(
         timings["preprocess"] = time.perf_counter() - started
         wrapper = Incremental(estimator, shuffle_blocks=True)
         metrics = None
-        for epoch in range(1, epochs + 1):
+        for epoch in progress.track(range(1, epochs + 1), "epochs"):
             state = epoch_random_state(seed, epoch)
             block_orders.append([partitions[i] for i in block_order(len(partitions), state)])
             started = time.perf_counter()

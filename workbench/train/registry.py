@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..data.dataset import Dataset
 from ..registry import Registry
+
+if TYPE_CHECKING:  # the registry is read by views that should not import Dask
+    from ..data.dataset import Dataset
 
 __all__ = ["ModelType", "ModelView", "Fitted", "FitContext", "MODEL_TYPES", "register_model_type"]
 

@@ -10,6 +10,7 @@ import time
 from typing import Annotated, Any, Literal
 
 import numpy as np
+from dask.utils import format_time
 from pydantic import Field, field_validator, model_validator
 from sklearn.model_selection import ParameterGrid
 
@@ -373,8 +374,10 @@ def records(frame) -> list[dict]:
 def _show_xgboost(d: dict) -> ModelView:
     if "best_iteration" not in d:
         return ModelView()
+    attempts = d.get("training_attempts", 1)
     return ModelView((f"xgboost: {d['best_iteration'] + 1} trees kept (best validation round) "
-                      f"of {d['boosted_rounds']} trained",))
+                      f"of {d['boosted_rounds']} trained"
+                      + (f", after {attempts - 1} restart(s) on a lost worker" if attempts > 1 else ""),))
 
 
 def _show_members(d: dict) -> ModelView:
@@ -385,7 +388,7 @@ def _show_members(d: dict) -> ModelView:
         tables["models"] = [{"model": name, **row} for name, row in d["models"].items()]
         t = d.get("ensemble_timings", {})
         if t.get("parallel"):
-            lines.append(f"in parallel: {t['parallel']:.1f}s wall for {t['serial']:.1f}s of fits "
+            lines.append(f"in parallel: {format_time(t['parallel'])} wall for {format_time(t['serial'])} of fits "
                          f"({t['serial'] / t['parallel']:.2f}x)")
     return ModelView(tuple(lines), tables)
 
@@ -399,7 +402,7 @@ def _show_search(d: dict) -> ModelView:
     if "best_vs_default" in d:
         tables["best vs default"] = [{"": row, **values} for row, values in d["best_vs_default"].items()]
     if "tuning_seconds" in d:
-        lines.append(f"tuning: {d['tuning_seconds']:.1f}s")
+        lines.append(f"tuning: {format_time(d['tuning_seconds'])}")
     if d.get("candidates"):
         tables["candidates"] = d["candidates"]
     return ModelView(tuple(lines), tables)
