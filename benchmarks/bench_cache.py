@@ -43,7 +43,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     import workbench as wb
-    from workbench.data.cache import _du, build_cache, read_cache
+    from workbench.data.cache import build_cache, disk_usage, read_cache
 
     warnings.simplefilter("ignore", wb.WorkbenchWarning)
     path = args.data or HERE / "data" / f"btc-{args.rows}"
@@ -82,7 +82,7 @@ def main(argv=None) -> None:
         parquet_bytes = sum(f.stat().st_size for f in path.glob("*.parquet"))
         print(f"\n{args.rows:,} rows, {args.workers} worker(s) x {args.threads} thread(s), median of {args.repeat}")
         print(f"  export on disk   {parquet_bytes / 2**20:8.1f} MiB (Parquet, snappy, with ids and nested columns)")
-        print(f"  cache on disk    {_du(cache) / 2**20:8.1f} MiB (Zarr, {args.compressor or 'blosc-lz4'}, features and target only)")
+        print(f"  cache on disk    {disk_usage(cache) / 2**20:8.1f} MiB (Zarr, {args.compressor or 'blosc-lz4'}, features and target only)")
         print(f"  parquet load     {p:8.2f} s")
         print(f"  cache build      {b:8.2f} s (paid once)")
         print(f"  cache load       {c:8.2f} s")

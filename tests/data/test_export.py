@@ -10,12 +10,15 @@ exercised: BigQuery itself running the statement; see docs/data.md.
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
 
 import workbench as wb
-from workbench.data.export import export_bigquery, export_sql, export_uri, extract_job_config, training_hint, ExportResult
+from workbench.data.export import ExportResult, export_bigquery, export_sql, export_uri, extract_job_config, training_hint
+
+from .commands import the_error_line, workbench, workbench_here
 
 
 def test_export_data_statement():
@@ -163,3 +166,44 @@ def test_a_failed_job_is_one_line(gcs_bucket):
     assert str(info.value) == (
         "BigQuery refused the export: Access Denied: Table p:d.t: User does not have permission; "
         "the credentials need bigquery.jobs.create on the project and write access to the bucket")
+
+
+def test_export_command_with_bad_arguments_is_one_line(capsys):
+    code, out, err = workbench_here(capsys, "data", "export-bigquery", "--to", "gs://b/p/")
+    assert the_error_line(code, err) == (
+        "error: give exactly one of --query and --table; --query 'SELECT …' or --table project.dataset.table")
+    assert out == ""
+
+
+def test_export_command_runs_the_job_and_prints_the_shards(gcs_bucket, tmp_path):
+    """`workbench data export-bigquery` as a user runs it: Application Default Credentials from a
+    service-account key file, BigQuery and Cloud Storage found through their emulator variables."""
+    from .remote_servers import BigQueryStub, GCSFront, service_account_file
+
+    fs, options = gcs_bucket
+    port = int(options["endpoint_url"].rsplit(":", 1)[1])
+    account = "exporter@workbench-test.iam.gserviceaccount.com"
+
+    def write_shards(job):  # what BigQuery would do
+        for i in range(2):
+            fs.pipe(f"btc-exports/2026-12/shard-{i:012d}.parquet", b"PAR1")
+
+    with GCSFront(port, {account: True}) as front, BigQueryStub(on_done=write_shards) as stub:
+        key = service_account_file(tmp_path / "key.json", account, f"{front.endpoint}/token")
+        env = {**os.environ, "GOOGLE_APPLICATION_CREDENTIALS": key, "CLOUDSDK_CONFIG": str(tmp_path),
+               "NO_GCE_CHECK": "true", "BIGQUERY_EMULATOR_HOST": stub.endpoint, "STORAGE_EMULATOR_HOST": front.endpoint}
+        proc = workbench("data", "export-bigquery", "--query", "SELECT * FROM `p.d.t`", "--to", "gs://btc-exports/2026-12/",
+                         "--target", "is_miner", env=env)
+        (job,) = stub.jobs.values()
+    assert proc.returncode == 0, proc.stderr
+    job_id = job["jobReference"]["jobId"]
+    assert job["jobReference"]["projectId"] == "workbench-test"  # the key file's project
+    assert job["configuration"]["query"]["query"] == export_sql("SELECT * FROM `p.d.t`", export_uri("gs://btc-exports/2026-12/"))
+    assert proc.stdout.splitlines()[:3] == [
+        f"job {job_id}: 2 shard(s) under gs://btc-exports/2026-12/",
+        "  gs://btc-exports/2026-12/shard-000000000000.parquet",
+        "  gs://btc-exports/2026-12/shard-000000000001.parquet",
+    ]
+    assert "\n".join(proc.stdout.splitlines()[3:]) == training_hint(
+        ExportResult(job_id=job_id, uri="", uri_prefix="gs://btc-exports/2026-12/"), "is_miner")
+    assert f"bigquery: job {job_id} submitted (EXPORT DATA to gs://btc-exports/2026-12/shard-*.parquet)" in proc.stderr

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import workbench as wb
+from workbench import progress
 from workbench.data.summary import format_summary, summarize_export
 
+from .commands import Recorder, the_error_line, workbench
 from .test_bigquery import all_types_table, write_shards
 
 EXPECTED = {  # column: (BigQuery type, feature after normalisation)
@@ -82,15 +82,50 @@ def test_a_string_target_shows_the_values_that_are_neither_class(client, tmp_pat
 
 
 def test_data_inspect_command(client, every_type):
-    proc = subprocess.run(
-        ["workbench", "data", "inspect", str(every_type), "--target", "is_miner", "--connect", client.scheduler.address],
-        capture_output=True, text=True, timeout=120,
-    )
+    proc = workbench("data", "inspect", every_type, "--target", "is_miner", "--drop", "id",
+                     "--connect", client.scheduler.address)
     assert proc.returncode == 0, proc.stderr
-    assert "2 shard(s), 100 rows" in proc.stdout and "TIMESTAMP/DATETIME" in proc.stdout
-    assert "inspect [" in proc.stderr and "partitions" in proc.stderr  # the progress bar
+    assert proc.stdout == format_summary(summarize_export(every_type, target="is_miner", drop=["id"], client=client)) + "\n"
+    assert "2 shard(s), 100 rows" in proc.stdout and "not a feature: dropped by request" in proc.stdout
+    assert "inspect: counting nulls and labels: 2/2 in" in proc.stderr  # the progress, as a line in a log
+
+
+def test_data_inspect_names_the_positive_class(client, tmp_path):
+    table = pa.table({"x": pa.array(range(6)), "label": pa.array(["miner", "pool", "pool", "miner", "pool", "pool"])})
+    (tmp_path / "e").mkdir()
+    pq.write_table(table, tmp_path / "e" / "t-000000000000.parquet")
+    proc = workbench("data", "inspect", tmp_path / "e", "-t", "label", "--positive", "miner",
+                     "--connect", client.scheduler.address)
+    assert proc.returncode == 0, proc.stderr
+    assert "target label: 2 positive, 4 negative (positive rate 33.3333%, class ratio 1:2.0)" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (("nowhere/",), "error: no Parquet files found at 'nowhere/'; check the path; a file, a glob like "
+                        "'exports/btc-*.parquet' or a directory of shards is accepted"),
+        (("{export}", "--target", "nope"), "error: target column 'nope' is not in the export; columns are: id, "),
+    ],
+    ids=["missing-path", "missing-target"],
+)
+def test_data_inspect_bad_input_is_one_line(client, every_type, args, expected):
+    proc = workbench("data", "inspect", *(a.format(export=every_type) for a in args), "--connect", client.scheduler.address,
+                     cwd=every_type.parent)
+    assert the_error_line(proc.returncode, proc.stderr).startswith(expected)
 
 
 def test_a_missing_target_is_one_line(every_type):
     with pytest.raises(wb.DataError, match="target column 'nope' is not in the export"):
         summarize_export(every_type, target="nope")
+
+
+def test_counting_reports_its_progress(every_type):
+    """Each counted partition is reported through workbench.progress, and to the progress callback."""
+    recorder, seen = Recorder(), []
+    with progress.showing(recorder):
+        summary = summarize_export(every_type, target="is_miner", partition_size=1,
+                                   progress=lambda done, total: seen.append((done, total)))
+    assert summary["partitions"] == 5  # one per row group: 2 + 3
+    assert recorder.find("inspect:") == ["inspect: counting nulls and labels", 5, 5]
+    assert seen == [(0, 5), (1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]

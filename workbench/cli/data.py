@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ._app import ClusterOption, RunsDirOption, WorkersOption, app, data_app
-from ._app import echo_progress as _echo_progress
+from ._app import ClusterOption, RunsDirOption, WorkersOption, app, data_app, echo_progress
 
 ConnectOption = Annotated[
     Optional[str],
@@ -37,10 +34,15 @@ def data_cache(
     workers: WorkersOption = None,
     connect: ConnectOption = None,
 ):
-    """Normalise a pipeline's export once and keep it as a Zarr feature cache; rebuilt when stale."""
-    from ..config import load_pipeline
-    from ..data.cache import build_cache, cache_status, read_cache
+    """Normalise a pipeline's export once and keep it as a Zarr feature cache; rebuilt when stale.
+
+    A pipeline whose export does not exist yet (data.synth or data.example) has it written first,
+    as `workbench run` would.
+    """
+    from ..data.cache import COMPRESSORS, build_cache, cache_status, read_cache
+    from ..data.ensure import ensure_export, export_missing
     from ..errors import DataError
+    from ..pipeline import load_pipeline
 
     spec = load_pipeline(pipeline)
     data = spec.data
@@ -50,22 +52,18 @@ def data_cache(
     if data.keep_nested:
         raise DataError("a Zarr cache holds numeric features only, not REPEATED/STRUCT columns",
                         "set data.keep_nested: false")
-    say = _echo_progress(time.perf_counter())
+    if compressor is not None and compressor not in COMPRESSORS:
+        raise DataError(f"unknown cache compressor {compressor!r}", f"use one of {', '.join(COMPRESSORS)}")
+    say = echo_progress()
     kwargs = dict(drop=data.drop, positive=data.positive, partition_size=data.partition_size,
                   storage_options=data.storage_options)
-    generate = (data.synth is not None or getattr(data, "example", None) is not None) and not _exists(data.path)
-    reason = "--rebuild" if rebuild else "no export yet" if generate else cache_status(target, data.path, data.target, **kwargs)
+    missing = export_missing(data)
+    reason = "--rebuild" if rebuild else "no export yet" if missing else cache_status(target, data.path, data.target, **kwargs)
     if reason is None:
         typer.echo(f"cache {target} is up to date with {data.path}")
         return
     with _cluster(cluster, workers, connect) as client:
-        if generate:  # as `workbench run` would: the pipeline's synthetic or example data first
-            from .. import pipeline as pipelines
-
-            if data.synth is not None:
-                pipelines._ensure_synthetic(data, client, say)
-            else:
-                pipelines._ensure_example(data, say)
+        ensure_export(data, client, say)
         say(f"building the cache ({reason})")
         path = build_cache(data.path, target, data.target, compressor=compressor, client=client, progress=say, **kwargs)
     cached = read_cache(path)
@@ -90,8 +88,7 @@ def data_inspect(
     from ..data.summary import format_summary, summarize_export
 
     with _cluster(cluster, workers, connect) as client:
-        summary = summarize_export(path, target=target, positive=positive, drop=drop or (), client=client,
-                                   progress=_progress_bar("inspect"))
+        summary = summarize_export(path, target=target, positive=positive, drop=drop or (), client=client)
     typer.echo(format_summary(summary))
 
 
@@ -109,7 +106,7 @@ def data_export_bigquery(
     """Export a query or table from BigQuery to sharded Parquet in Cloud Storage (needs the bigquery extra)."""
     from ..data.export import export_bigquery, training_hint
 
-    say = _echo_progress(time.perf_counter())
+    say = echo_progress()
     result = export_bigquery(to, query=query, table=table, project=project, location=location,
                              compression=compression, overwrite=overwrite, progress=say)
     typer.echo(f"job {result.job_id}: {len(result.shards)} shard(s) under {result.uri_prefix}")
@@ -142,7 +139,7 @@ def bench_io(
     from ..benchio import bench_io as run_bench
     from ..benchio import format_report
 
-    say = _echo_progress(time.perf_counter())
+    say = echo_progress()
     # one single-threaded worker per core by default, so the throughput grid can vary the threads
     workers = workers if workers is not None or connect or cluster else (os.cpu_count() or 1)
     with _cluster(cluster, workers, connect) as client:
@@ -151,28 +148,3 @@ def bench_io(
                            column_counts=tuple(columns) if columns else None, client=client, runs_dir=runs_dir,
                            progress=say)
     typer.echo(format_report(report))
-
-
-def _exists(path) -> bool:
-    import glob
-
-    paths = path if isinstance(path, list) else [path]
-    return any("://" in p or (glob.glob(p) if glob.has_magic(p) else Path(p).exists()) for p in paths)
-
-
-def _progress_bar(label: str):
-    """``progress(done, total)`` drawing a bar on stderr (a line per step when stderr is not a terminal)."""
-    tty = sys.stderr.isatty()
-    last = [-1]
-
-    def progress(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        line = f"{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} partitions"
-        if tty:
-            typer.echo("\r" + line, err=True, nl=done >= total)
-        elif done != last[0] and (done == total or done * 10 // max(total, 1) != last[0] * 10 // max(total, 1)):
-            typer.echo(line, err=True)
-        last[0] = done
-
-    return progress

@@ -1,6 +1,7 @@
 """Data sources: BigQuery Parquet exports and synthetic exports shaped like them."""
 
-from .bigquery import WorkbenchWarning, read_bigquery_export
+from ..errors import WorkbenchWarning
+from .bigquery import read_bigquery_export
 from .dataset import Dataset
 
 __all__ = ["Dataset", "WorkbenchWarning", "read_bigquery_export", "synth_bitcoin_export"]

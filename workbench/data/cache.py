@@ -24,6 +24,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,9 +39,12 @@ import zarr
 from dask.utils import parse_bytes
 from zarr.codecs import BloscCodec, ZstdCodec
 
-from ..errors import DataError
-from .bigquery import _expand, _open, read_bigquery_export
+from ..errors import DataError, WorkbenchWarning
+from ..progress import task as progress_task
+from .bigquery import read_bigquery_export
 from .dataset import Dataset
+from .labels import label_counts
+from .parquet import expand_paths, open_file
 
 __all__ = [
     "COMPRESSORS",
@@ -136,8 +140,6 @@ def write_store(
     if final.exists() and _attrs(final) is None and (not final.is_dir() or any(final.iterdir())):
         raise DataError(f"{final} exists and is not a workbench cache",
                         "choose another cache directory, or remove it yourself if it may go")
-    from ..sampling import label_counts
-
     counts = label_counts(data)  # one pass over the target column: partition lengths and classes
     lengths = counts.sum(axis=1)
     chunk = int(chunk_rows or max(1, min(int(lengths.max()),
@@ -152,7 +154,7 @@ def write_store(
             write(part, str(temporary), data.features, data.target, int(start), int(length))
             for part, start, length in zip(data.frame.to_delayed(), starts[:-1], lengths)
         ]
-        written = client.compute(tasks, sync=True) if client is not None else dask.compute(*tasks)
+        written = _compute(tasks, client, f"cache: writing {final.name}")
         if list(written) != [int(n) for n in lengths]:
             raise DataError("the source changed while the cache was being written", "build the cache again")
         layout = {
@@ -223,9 +225,11 @@ def cache_status(
     """Why the cache at ``cache`` cannot stand in for this read of ``path`` now, or ``None`` if it can.
 
     Compares the source files' names, sizes and modification times and the reader's arguments with
-    what the cache recorded; lists the source but reads no data.
+    what the cache recorded; lists the source but reads no data. A source that cannot be listed
+    raises :class:`~workbench.errors.DataError`, with or without a cache.
     """
     final = _local_cache_path(cache)
+    now = {s["path"]: s for s in _fingerprint(path, storage_options)}
     attrs = _attrs(final)
     if attrs is None:
         return f"no cache at {final}" if not final.exists() else f"{final} is not a workbench cache"
@@ -237,7 +241,6 @@ def cache_status(
     if changed:
         k = changed[0]
         return f"{k} changed ({attrs['normalisation'].get(k)!r} -> {wanted[k]!r})"
-    now = {s["path"]: s for s in _fingerprint(path, storage_options)}
     then = {s["path"]: s for s in attrs["sources"]}
     added, removed = sorted(set(now) - set(then)), sorted(set(then) - set(now))
     if added or removed:
@@ -325,10 +328,6 @@ def refresh_cache(cache: str | os.PathLike, *, storage_options: dict | None = No
     When the source cannot be listed any more (moved, no credentials here) the cache is used as it
     is, with a warning that says so.
     """
-    import warnings
-
-    from ..errors import WorkbenchWarning
-
     attrs = _attrs(_local_cache_path(cache))
     sources = attrs["reader"].get("source") or []
     norm = attrs["normalisation"]
@@ -395,6 +394,24 @@ def _write_partition(frame: pd.DataFrame, directory: str, features, target: str,
     group["target"][start:stop] = frame[target].to_numpy(dtype="int8")
     group["row"][start:stop] = frame.index.to_numpy(dtype="int64")
     return length
+
+
+def _compute(tasks: list, client, description: str) -> list:
+    """The results of ``tasks`` in order, reporting each finished one (on ``client``, else with Dask's default scheduler)."""
+    with progress_task(description, len(tasks)) as bar:
+        if client is None:
+            results = list(dask.compute(*tasks))
+            bar.advance(len(tasks))
+            return results
+        from distributed import as_completed
+
+        futures = client.compute(tasks)
+        try:
+            for _ in as_completed(futures):
+                bar.advance()
+            return client.gather(futures)
+        finally:
+            client.cancel(futures)
 
 
 def _replace(temporary: Path, final: Path) -> None:
@@ -482,7 +499,7 @@ def _normalisation(target, drop, positive, partition_size) -> dict:
 
 def _fingerprint(path, storage_options) -> list[dict]:
     """Every source file with its size and modification time (or its store's version tag)."""
-    fs, files = _expand(path, storage_options or {})  # a fresh listing: _expand drops fsspec's listings cache
+    fs, files = expand_paths(path, storage_options)  # always a fresh listing
 
     def entry(name: str) -> dict:
         info = fs.info(name)
@@ -500,8 +517,8 @@ def _fingerprint(path, storage_options) -> list[dict]:
 
 
 def _schema(path, storage_options) -> dict[str, str]:
-    fs, files = _expand(path, storage_options or {})
-    schema = pq.read_schema(_open(fs, files[0]))
+    fs, files = expand_paths(path, storage_options)
+    schema = pq.read_schema(open_file(fs, files[0]))
     return {field.name: str(field.type) for field in schema}
 
 

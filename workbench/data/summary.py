@@ -2,8 +2,9 @@
 
 :func:`summarize_export` reads the Parquet footers on the client (shards, rows, schema) and counts
 nulls and label values in tasks on the workers, one task per partition (runs of whole row groups),
-so nothing close to the whole export is ever in one process. ``progress(done, total)`` is called as
-partitions finish.
+so nothing close to the whole export is ever in one process. Finished partitions are reported
+through :func:`workbench.progress.task` (a bar on the command line), and to ``progress(done,
+total)`` when one is given.
 """
 
 from __future__ import annotations
@@ -20,18 +21,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dask.utils import format_bytes, parse_bytes
 
+from .. import progress as progress_hook
 from ..errors import DataError
-from .bigquery import (
-    _bool_value,
-    _check_schemas,
-    _expand,
-    _kind,
-    _null_counts,
-    _open,
-    _plan_columns,
-    _plan_partitions,
-    _read_footers,
-    _target_to_01,
+from .labels import LABEL_KINDS, bool_value, labels_to_01
+from .parquet import (
+    arrow_kind,
+    common_schema,
+    expand_paths,
+    null_counts,
+    plan_columns,
+    plan_partitions,
+    read_footers,
+    read_row_groups,
 )
 
 __all__ = ["summarize_export", "format_summary", "bigquery_type"]
@@ -51,7 +52,7 @@ def bigquery_type(field: pa.Field, logical: str | None = None) -> str:
         if "geo" in name:
             return "GEOGRAPHY"
         return bigquery_type(pa.field(field.name, t.storage_type), logical)
-    kind = _kind(t)
+    kind = arrow_kind(t)
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         return f"REPEATED {bigquery_type(pa.field('element', t.value_type))}"
     if pa.types.is_struct(t):
@@ -87,20 +88,20 @@ def summarize_export(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Shards, rows, bytes, per-column types and null fractions, and the class balance of ``target``."""
-    fs, files = _expand(path, storage_options or {})
-    footers = _read_footers(fs, files)
-    schema = _check_schemas(files, footers, ignore=set(drop))
+    fs, files = expand_paths(path, storage_options)
+    footers = read_footers(fs, files)
+    schema = common_schema(files, footers, ignore=set(drop))
     if target is not None and target not in schema.names:
         raise DataError(f"target column {target!r} is not in the export", f"columns are: {', '.join(schema.names)}")
     with ThreadPoolExecutor(max_workers=min(16, len(files))) as pool:
         sizes = list(pool.map(lambda f: int(fs.info(f).get("size") or 0), files))
     rows = sum(f.num_rows for f in footers)
-    footer_nulls, _ = _null_counts(footers, schema.names)
-    planned, excluded, _ = _plan_columns(schema, footers, target, list(drop), False, footer_nulls, rows)
+    footer_nulls, _ = null_counts(footers, schema.names)
+    planned, excluded, _ = plan_columns(schema, target, list(drop), False, footer_nulls, rows)
     features = {c.name: c.dtype for c in planned}
     partition_bytes = parse_bytes(partition_size or dask.config.get("workbench.read.partition_size"))
-    parts, _ = _plan_partitions(files, footers, schema.names, partition_bytes)
-    target_kind = _kind(schema.field(target).type) if target is not None else None
+    parts, _ = plan_partitions(files, footers, schema.names, partition_bytes)
+    target_kind = arrow_kind(schema.field(target).type) if target is not None else None
 
     counted = _count_parts(fs, parts, schema.names, target, target_kind, positive, client, progress)
     nulls = Counter()
@@ -180,55 +181,51 @@ def format_summary(summary: dict) -> str:
 
 
 def _count_parts(fs, parts, names, target, target_kind, positive, client, progress):
+    """Each partition's counts, in the order they finish: on ``client``'s workers, else in threads here."""
     if client is None:
         client = _current_client()
-    done, total = 0, len(parts)
+    total = len(parts)
     if progress:
         progress(0, total)
+    kwargs = dict(fs=fs, names=names, target=target, target_kind=target_kind, positive=positive)
     if client is None:  # no cluster: threads in this process
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            futures = [pool.submit(_count_part, fs, p, names, target, target_kind, positive) for p in parts]
-            results = []
-            for future in futures:
-                results.append(future.result())
-                done += 1
-                if progress:
-                    progress(done, total)
-            return results
-    from distributed import as_completed
+        from concurrent.futures import as_completed
 
-    futures = client.map(_count_part, parts, fs=fs, names=names, target=target, target_kind=target_kind,
-                         positive=positive, pure=False)
+        pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+        futures = [pool.submit(_count_part, p, **kwargs) for p in parts]
+    else:
+        from distributed import as_completed
+
+        pool = None
+        futures = client.map(_count_part, parts, pure=False, **kwargs)
     results = []
-    for future in as_completed(futures):
-        results.append(future.result())
-        done += 1
-        if progress:
-            progress(done, total)
+    try:
+        with progress_hook.task("inspect: counting nulls and labels", total) as bar:
+            for future in as_completed(futures):
+                results.append(future.result())
+                bar.advance()
+                if progress:
+                    progress(len(results), total)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return results
 
 
 def _count_part(part, fs, names, target, target_kind, positive):
     """Null counts per column and the target's values in one partition (runs on a worker)."""
     path, row_groups, _ = part
-    try:
-        table = pq.ParquetFile(_open(fs, path)).read_row_groups(list(row_groups), columns=list(names))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{os.path.basename(path)} is corrupt ({str(exc).splitlines()[0]})",
-                        "re-export or remove the file") from None
+    table = read_row_groups(fs, path, row_groups, names)
     nulls = {name: table.column(name).null_count for name in names}
     values, labels = {}, {}
     if target is not None:
-        label = table.column(target)
-        counts = pc.value_counts(label.drop_null() if hasattr(label, "drop_null") else pc.drop_null(label))
-        for item in counts.to_pylist():
+        valid = pc.drop_null(table.column(target))
+        for item in pc.value_counts(valid).to_pylist():
             values[item["values"]] = item["counts"]
-        valid = pc.drop_null(label)
-        if target_kind in {"bool", "int", "float", "decimal", "string"} and len(valid):
-            if target_kind == "bool" and positive is not None and _bool_value(positive) is None:
+        if target_kind in LABEL_KINDS and len(valid):
+            if target_kind == "bool" and positive is not None and bool_value(positive) is None:
                 raise DataError(f"positive={positive!r} is not a BOOL value for target {target!r}", "use true or false")
-            zero_one = _target_to_01(valid, target_kind, positive)
-            kinds, n = np.unique(zero_one, return_counts=True)
+            kinds, n = np.unique(labels_to_01(valid, target_kind, positive), return_counts=True)
             labels = {int(k): int(c) for k, c in zip(kinds, n)}
     return nulls, values, labels
 

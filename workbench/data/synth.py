@@ -27,7 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from workbench.errors import DataError
+from ..errors import DataError
+from ..progress import track
 
 __all__ = ["synth_bitcoin_export"]
 
@@ -96,12 +97,16 @@ def synth_bitcoin_export(
         directory=directory, table=table, seed=seed, positive_rate=positive_rate, signal=signal
     )
     client = client if client is not None else _current_client()
+    description = f"synth: writing {len(sizes)} shard(s) of {table}"
     if client is None:
         with ThreadPoolExecutor(max_workers=min(len(sizes), os.cpu_count() or 1)) as pool:
-            written = list(pool.map(lambda i: write_shard(i, sizes[i], **kwargs), range(len(sizes))))
+            shards = pool.map(lambda i: write_shard(i, sizes[i], **kwargs), range(len(sizes)))
+            written = list(track(shards, description, total=len(sizes)))
     else:
+        from distributed import as_completed
+
         futures = client.map(write_shard, range(len(sizes)), sizes, pure=False, **kwargs)
-        written = client.gather(futures)
+        written = [future.result() for future in track(as_completed(futures), description, total=len(sizes))]
     return sorted(written)
 
 
