@@ -110,3 +110,46 @@ def test_after_unregistering_the_type_is_unknown(tmp_path):
     path.write_text("name: x\ndata:\n  path: a\n  target: t\nmodel:\n  type: collected_logistic\n")
     with pytest.raises(ConfigError, match=r"p\.yaml:6: model\.type: unknown model type 'collected_logistic'"):
         load_pipeline(path)
+
+
+def test_a_fit_that_returns_no_model_is_one_line_through_the_command(tmp_path):
+    """A broken outside type fails the run with one line, exit 2, and the run is recorded as failed."""
+    plugin = tmp_path / "broken_type.py"
+    plugin.write_text(textwrap.dedent('''\
+        from typing import Literal
+        from workbench.config import StrictModel
+        from workbench.train.registry import Fitted, ModelType, register_model_type
+
+        class Broken(StrictModel):
+            type: Literal["broken"]
+            seed: int = 0
+
+        register_model_type(ModelType("broken", Broken, lambda spec, ctx: Fitted(None)))
+        '''))
+    synth_pipeline = tmp_path / "p.yaml"
+    synth_pipeline.write_text(textwrap.dedent(f"""\
+        name: broken
+        data:
+          path: {tmp_path / 'export'}
+          target: is_miner
+          drop: [address]
+          synth: {{rows: 4000, positive_rate: 0.05, rows_per_shard: 2000}}
+        model: {{type: broken}}
+        runs_dir: {tmp_path / 'runs'}
+        """))
+    runner = tmp_path / "run.py"
+    runner.write_text(f"import sys, broken_type\nfrom workbench.cli import main\n"
+                      f"if __name__ == '__main__':\n    sys.exit(main(['run', {str(synth_pipeline)!r}, '--workers', '1']))\n")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(runner)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: model type 'broken' returned no fitted model; its fit function must return Fitted(model) "
+        "(see docs/pipeline.md#adding-a-model-type)")
+    assert "Traceback" not in done.stderr
+    from workbench.stores.runs import RunStore
+
+    [record] = RunStore(tmp_path / "runs").list()
+    assert record.status == "failed"

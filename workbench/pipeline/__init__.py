@@ -22,6 +22,7 @@ from ..cluster import cluster_summary, describe
 from ..data.cache import load_dataset
 from ..data.dataset import Dataset
 from ..data.ensure import ensure_export
+from ..errors import WorkbenchError
 from ..metrics import Metrics, evaluate_models
 from ..sampling import split, split_by, undersample
 from ..stores.runs import RunRecord, RunStore, versions
@@ -200,6 +201,9 @@ def _train_and_evaluate(spec: PipelineSpec, sampled: Dataset, valid: Dataset | N
 
     started = time.perf_counter()
     models = dict(fitted.compared) or {fitted.primary or kind: fitted.model}
+    if not isinstance(fitted, Fitted) or any(model is None for model in models.values()):
+        raise WorkbenchError(f"model type {kind!r} returned no fitted model",
+                             "its fit function must return Fitted(model) (see docs/pipeline.md#adding-a-model-type)")
     known = {name: monitor.seen[id(model)] for name, model in models.items() if id(model) in monitor.seen}
     todo = {name: model for name, model in models.items() if name not in known}
     compared = {**known, **(evaluate_models(todo, test, threshold, undersampling=undersampling, client=client)
@@ -243,7 +247,6 @@ def _save_model(run, trained: Trained) -> None:
 
 def _save_inspection(run, spec: PipelineSpec, trained: Trained, features, say) -> None:
     """Feature importances (CSV and PNG), ROC, PR and confusion-matrix PNGs beside the run."""
-    from ..errors import WorkbenchError
     from .artifacts import (
         feature_importances,
         plot_confusion,
