@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,54 +25,11 @@ from workbench.data.synth import synth_bitcoin_export
 from workbench.stores.runs import RunStore
 from workbench.train import DEFAULT_PARAMS
 
+from .cli.helpers import RUN_ID, SAY_LINE, assert_one_line_error, pipeline_text, workbench
+
 REPO = Path(__file__).resolve().parents[1]
-TIMEOUT = 300
-RUN_ID = r"\d{8}-\d{6}-[0-9a-f]{4}"
 PHASES = {"read", "split", "rus", "dmatrix", "train", "predict", "metrics"}
 EXPORT_ROWS, EXPORT_SHARD_ROWS = 200_000, 25_000
-
-
-def workbench(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["workbench", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=TIMEOUT
-    )
-
-
-def pipeline_text(path, *, name="happy", target="is_miner", ratio="1:5", rounds=40, split_block=None,
-                  model_extra="") -> str:
-    split_block = split_block or "split:\n  test_size: 0.2\n  validation_size: 0.1\n  seed: 0\n"
-    return (
-        f"name: {name}\n"
-        "cluster: local\n"
-        "data:\n"
-        f"  path: {path}\n"
-        f"  target: {target}\n"
-        "  drop: [address]\n"
-        f"{split_block}"
-        "sampling:\n"
-        f"  ratio: \"{ratio}\"\n"
-        "  seed: 0\n"
-        "model:\n"
-        "  params:\n"
-        "    max_depth: 4\n"
-        "    eta: 0.3\n"
-        f"  num_boost_round: {rounds}\n"
-        "  early_stopping_rounds: 5\n"
-        "  seed: 0\n"
-        f"{model_extra}"
-        "metrics:\n"
-        "  threshold: 0.5\n"
-    )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
-    """Exit status 2, exactly one ``error:`` line, last on stderr, and no traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    assert proc.stderr.rstrip("\n").splitlines()[-1] == errors[0], proc.stderr
-    return errors[0]
 
 
 def succeeded(runs_dir: Path) -> list:
@@ -151,7 +107,7 @@ def test_run_prints_a_summary(happy):
     assert re.search(r"^  class ratio +1:4\d\.\d before RUS -> 1:5\.0 after$", out, re.MULTILINE), out
     assert re.search(r"^  model +xgboost: \d+ trees kept \(best validation round\) of \d+ trained$", out, re.MULTILINE), out
     timings = re.search(r"^  timings +(.*)$", out, re.MULTILINE).group(1)
-    assert set(re.findall(r"(\w+) \d+\.\d+s", timings)) == PHASES
+    assert set(re.findall(r"(\w+) \d+(?:\.\d+)? (?:us|ms|s)\b", timings)) == PHASES  # dask.utils.format_time
     assert re.search(r"^  ROC AUC +0\.\d{4}  \(exact, on 40,000 held-out test rows\)$", out, re.MULTILINE), out
     assert re.search(r"^  PR AUC +0\.\d{4}  \(average precision\)$", out, re.MULTILINE), out
     assert re.search(r"^  confusion +at threshold 0\.5: tn [\d,]+  fp [\d,]+  fn [\d,]+  tp [\d,]+  "
@@ -160,6 +116,14 @@ def test_run_prints_a_summary(happy):
     assert f"{happy['id']}/model.json" in out
     assert "Traceback" not in happy["proc"].stderr
     assert "pipeline happy (happy.yaml)" in happy["proc"].stderr
+
+
+def test_a_run_s_log_is_timed_lines_without_bars(happy):
+    """stderr is not a terminal here: no bars and no escape codes, only ``[   1.2s] ...`` and warning lines."""
+    log = happy["proc"].stderr
+    assert "\x1b[" not in log and "\r" not in log
+    assert all(re.match(rf"{SAY_LINE}|warning: ", line) for line in log.splitlines()), log
+    assert re.search(rf"^{SAY_LINE}pipeline happy \(happy\.yaml\)$", log, re.MULTILINE), log
 
 
 def test_runs_lists_the_run_as_succeeded(happy, happy_views):

@@ -30,8 +30,8 @@ from workbench.metrics import (
     metrics_from_table,
     score_table,
 )
-from workbench.stores.runs import RunStore
 from workbench.sampling import undersample
+from workbench.stores.runs import RunStore
 
 EXACT = 1e-12
 

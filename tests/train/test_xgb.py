@@ -154,8 +154,8 @@ def test_per_round_history_for_train_and_valid(early):
 
 def test_phases_and_timings(early):
     result, _, phases = early
-    assert [name for name, _ in phases] == ["dmatrix", "train", "metrics"]
-    assert list(result.timings) == ["dmatrix", "train", "metrics"]
+    assert [name for name, _ in phases] == ["dmatrix", "train", "predict", "metrics"]
+    assert list(result.timings) == ["dmatrix", "train", "predict", "metrics"]
     assert all(seconds >= 0 for _, seconds in phases)
     assert dict(phases) == result.timings
 

@@ -12,11 +12,14 @@ import warnings
 
 import typer
 
-from ..errors import WorkbenchError
+from .. import progress
+from ..errors import WorkbenchError, WorkbenchWarning
 from . import core  # noqa: F401  (registers the commands)
 from . import data  # noqa: F401  (data cache, data inspect, data export-bigquery, bench-io)
 from . import sweep as _sweep  # noqa: F401  (registers sweep, sweeps, report, recommend)
 from ._app import app
+from ._progress import RichReporter
+from ._progress import console as progress_console
 
 __all__ = ["app", "main"]
 
@@ -26,15 +29,26 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
+    show_warning = warnings.showwarning
     if not debug:
         warnings.showwarning = _show_warning
-    command = typer.main.get_command(app)
     # SIGTERM (scancel, kill) and SIGHUP (a closed terminal) unwind like Ctrl-C, so clusters close
     # and their batch jobs are cancelled on the way out.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        returned = command.main(args=argv, prog_name="workbench", standalone_mode=False)
+        return _dispatch(argv, debug)
+    finally:  # a caller of main() in its own process gets its handlers back
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        warnings.showwarning = show_warning
+
+
+def _dispatch(argv: list[str], debug: bool) -> int:
+    command = typer.main.get_command(app)
+    try:
+        # every long step of the command draws a bar on stderr; the bars are gone before any error line
+        with progress.showing(RichReporter()):
+            returned = command.main(args=argv, prog_name="workbench", standalone_mode=False)
     except typer.Exit as exc:
         if exc.exit_code == 130:  # Typer's answer to Ctrl-C, SIGTERM and SIGHUP (see _interrupt)
             typer.echo("interrupted", err=True)
@@ -67,10 +81,8 @@ def _interrupt(signum, frame):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    from ..data.bigquery import WorkbenchWarning
-
     if issubclass(category, WorkbenchWarning):
-        typer.echo(f"warning: {message}", err=True)
+        progress_console().out(f"warning: {message}", highlight=False)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from ._progress import say as say_line
+from ._progress import started as command_started
 
 app = typer.Typer(
     name="workbench",
@@ -47,12 +49,12 @@ def _root(
     """Out-of-core ML on Dask for imbalanced BigQuery exports."""
 
 
-
 def echo_progress(started: float | None = None):
-    """A progress printer: each line on stderr, prefixed with the seconds since ``started``."""
-    started = time.perf_counter() if started is None else started
+    """A progress printer: each line on stderr, prefixed with the seconds since ``started`` (default:
+    since the command started), written through the console that draws the progress bars."""
+    started = command_started() if started is None else started
 
     def say(message: str) -> None:
-        typer.echo(f"[{time.perf_counter() - started:7.1f}s] {message}", err=True)
+        say_line(message, started)
 
     return say

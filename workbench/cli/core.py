@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,81 +24,19 @@ def run(
 ):
     """Run a pipeline: data → split → RUS → XGBoost → exact metrics, recorded in the run store."""
     from ..cluster import cluster as open_cluster
-    from ..config import load_pipeline
+    from ..pipeline import load_pipeline
     from ..pipeline import run_pipeline
+    from ..view import format_text, run_view
 
     spec = load_pipeline(pipeline)
-    say = _echo_progress(time.perf_counter())
+    say = _echo_progress()
     say(f"pipeline {spec.name} ({pipeline})")
     if connect:
         with open_cluster(address=connect) as client:
             result = run_pipeline(spec, client=client, runs_dir=runs_dir, progress=say)
     else:
         result = run_pipeline(spec, cluster=cluster, workers=workers, runs_dir=runs_dir, progress=say)
-    typer.echo(_summary(result.record))
-
-
-def _summary(record) -> str:
-    m, d, t = record.metrics, record.data, record.timings
-    lines = [f"run {record.id} ({record.name}) succeeded"]
-    lines.append(
-        f"  rows          {d['rows_in_files']:,} in files; train {d['train']['rows']:,} "
-        f"({d['train']['positive']:,} positive) -> {d['sampled']['rows']:,} after RUS; "
-        f"test {d['test']['rows']:,} ({d['test']['positive']:,} positive)"
-    )
-    lines.append(f"  class ratio   {d['class_ratio']['before']} before RUS -> {d['class_ratio']['after']} after")
-    lines.append("  timings       " + "  ".join(f"{k} {v:.1f}s" for k, v in t.items()))
-    lines.extend(_model_lines(d))
-    lines.append(f"  ROC AUC       {m['roc_auc']:.4f}  (exact, on {m['n']:,} held-out test rows)")
-    lines.append(f"  PR AUC        {m['pr_auc']:.4f}  (average precision)")
-    lines.append(
-        f"  confusion     at threshold {m['threshold']}: tn {m['tn']:,}  fp {m['fp']:,}  fn {m['fn']:,}  tp {m['tp']:,}"
-        f"  (precision {m['precision']:.3f}, recall {m['recall']:.3f})"
-    )
-    if m.get("corrected"):
-        c = m["corrected"]
-        lines.append(
-            f"  corrected     for RUS (Dal Pozzolo): tn {c['tn']:,}  fp {c['fp']:,}  fn {c['fn']:,}  tp {c['tp']:,}"
-            f"  (precision {c['precision']:.3f}, recall {c['recall']:.3f})"
-        )
-    model = record.artifacts.get("model")
-    lines.append(f"  recorded in   {Path(record.path).parent / 'runs.sqlite'}"
-                 + (f"  (model: {Path(record.path) / model})" if model else ""))
-    plots = [name for name in ("pr_png", "roc_png", "confusion_png", "importances_png") if name in record.artifacts]
-    if plots:
-        lines.append(f"  plots         {', '.join(Path(record.artifacts[n]).name for n in plots)} in {record.path}")
-    return "\n".join(lines)
-
-
-def _model_lines(d: dict) -> list[str]:
-    """What the model type adds to the summary: trees kept, members, search winners, epochs."""
-    lines = []
-    kind = d.get("model_type", "xgboost")
-    if "best_iteration" in d:
-        lines.append(f"  model         xgboost: {d['best_iteration'] + 1} trees kept (best validation round) "
-                     f"of {d['boosted_rounds']} trained")
-    if "models" in d:
-        lines.append(f"  model         {kind}; test scores of every model (the run's metrics are those of {d['primary']}):")
-        for name, row in d["models"].items():
-            fit = f"  fit {row['fit_seconds']:.1f}s" if row.get("fit_seconds") is not None else ""
-            lines.append(f"    {name:<18} ROC AUC {row['roc_auc']:.4f}  PR AUC {row['pr_auc']:.4f}{fit}")
-        t = d.get("ensemble_timings", {})
-        if t.get("parallel"):
-            lines.append(f"  in parallel   {t['parallel']:.1f}s wall for {t['serial']:.1f}s of fits "
-                         f"({t['serial'] / t['parallel']:.2f}x)")
-    if "best_params" in d:
-        lines.append(f"  model         {kind}: best " + ", ".join(f"{k}={v!r}" for k, v in d["best_params"].items())
-                     + f" of {len(d.get('candidates', []))} candidate rows")
-    if "best_vs_default" in d:
-        for row, values in d["best_vs_default"].items():
-            scores = "  ".join(f"{k[5:]} {v:.4f}" for k, v in values.items() if k.startswith("mean_") and k != "mean_fit_time")
-            lines.append(f"    {row:<8} CV {scores}  fit {values.get('mean_fit_time', float('nan')):.2f}s/fold")
-        lines.append(f"  tuning        {d['tuning_seconds']:.1f}s")
-    if "epochs" in d:
-        h = d["epochs"]
-        lines.append(f"  model         {kind}: {len(h['epoch'])} epoch(s); test ROC AUC by epoch "
-                     + " ".join(f"{v:.4f}" for v in h["roc_auc"]))
-    return lines
+    typer.echo(format_text(run_view(result.record), details=False))
 
 
 @app.command()
@@ -118,7 +55,7 @@ def predict(
     from ..cluster import cluster as open_cluster
     from ..pipeline.predict import predict as predict_export
 
-    say = _echo_progress(time.perf_counter())
+    say = _echo_progress()
     with open_cluster(cluster, workers=workers) as client:
         say(f"scoring {data} with {model}")
         result = predict_export(model, data, out, target=target, drop=drop, runs_dir=runs_dir,
@@ -148,7 +85,7 @@ def data_synth(
     from ..cluster import cluster as open_cluster
     from ..data.synth import synth_bitcoin_export
 
-    say = _echo_progress(time.perf_counter())
+    say = _echo_progress()
     with open_cluster(cluster, workers=workers) as client:
         say(f"generating {rows:,} rows into {out}/")
         files = synth_bitcoin_export(
@@ -171,24 +108,18 @@ def runs_list(
     if ctx.invoked_subcommand is not None:
         return
     from ..stores.runs import RunStore
+    from ..view import number, run_view
 
     store = RunStore(runs_dir)
     records = store.list(status=status, limit=limit)
     if not records:
         typer.echo(f"no runs recorded in {store.database}")
         return
-    typer.echo(f"{'id':<22} {'name':<18} {'status':<10} {'ROC AUC':>8} {'PR AUC':>8} {'seconds':>8}  created (UTC)")
-    for r in records:
-        auc = f"{r.metrics['roc_auc']:.4f}" if "roc_auc" in r.metrics else "-"
-        pr = f"{r.metrics['pr_auc']:.4f}" if "pr_auc" in r.metrics else "-"
-        total = f"{_wall_seconds(r):.1f}" if r.finished_at else "-"
-        typer.echo(f"{r.id:<22} {r.name[:18]:<18} {r.status:<10} {auc:>8} {pr:>8} {total:>8}  {r.created_at[:19]}")
-
-
-def _wall_seconds(record) -> float:
-    from datetime import datetime
-
-    return (datetime.fromisoformat(record.finished_at) - datetime.fromisoformat(record.created_at)).total_seconds()
+    typer.echo(f"{'id':<22} {'name':<18} {'status':<10} {'ROC AUC':>8} {'PR AUC':>8} {'wall time':>10}  created (UTC)")
+    for view in map(run_view, records):
+        auc, pr = number(view.roc_auc), number(view.pr_auc)
+        typer.echo(f"{view.id:<22} {view.name[:18]:<18} {view.status:<10} {auc:>8} {pr:>8} {view.wall_time:>10}  "
+                   f"{view.created_at[:19]}")
 
 
 @runs_app.command("show")
@@ -200,23 +131,13 @@ def runs_show(
 ):
     """Show one recorded run."""
     from ..stores.runs import RunStore
+    from ..view import format_text, run_view
 
     record = RunStore(runs_dir or (ctx.obj or {}).get("runs_dir")).get(run_id)
     if as_json:
         typer.echo(json.dumps(record.to_dict(), indent=2))
         return
-    if record.status == "succeeded":
-        typer.echo(_summary(record))
-    else:
-        typer.echo(f"run {record.id} ({record.name}) {record.status}" + (f": {record.error}" if record.error else ""))
-    typer.echo(f"  created       {record.created_at}  finished {record.finished_at or '-'}")
-    typer.echo(f"  seeds         {json.dumps(record.seeds)}")
-    typer.echo(f"  cluster       {json.dumps(record.cluster)}")
-    typer.echo("  versions      " + ", ".join(f"{k} {v}" for k, v in record.versions.items()))
-    for name, metrics in record.history.items():
-        for metric, values in metrics.items():
-            if values:
-                typer.echo(f"  history       {name} {metric}: {len(values)} rounds, first {values[0]:.4f}, last {values[-1]:.4f}")
+    typer.echo(format_text(run_view(record)))
 
 
 @cluster_app.command("show")
@@ -253,7 +174,7 @@ def serve(
     """Start a cluster and keep it up until Ctrl-C: dashboard, runs page, and a connection file."""
     from ..serve import serve as serve_cluster
 
-    say = _echo_progress(time.perf_counter())
+    say = _echo_progress()
     say(f"starting the {cluster or 'local'} cluster" + (f" with {workers} worker(s)" if workers else ""))
     serve_cluster(cluster, workers=workers, runs_dir=runs_dir, connection_file=connection_file,
                   say=lambda line: typer.echo(line))

@@ -11,6 +11,8 @@ they fit in the run record.
 from __future__ import annotations
 
 import heapq
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import dask.dataframe as dd
@@ -236,23 +238,34 @@ def evaluate(
 
 
 def evaluate_models(models: dict, data: Dataset, threshold: float = 0.5, *, undersampling: dict | None = None,
-                    client=None) -> dict[str, Metrics]:
+                    client=None, on_phase: Callable[[str, float], None] | None = None) -> dict[str, Metrics]:
     """Every model of ``models`` (name -> model) scored on ``data`` in one pass, then evaluated exactly,
-    each on its own score scale, at ``threshold`` and, with ``undersampling``, corrected for it."""
+    each on its own score scale, at ``threshold`` and, with ``undersampling``, corrected for it.
+
+    ``on_phase(phase, seconds)`` hears how long the ``predict`` pass and the ``metrics`` took.
+    """
     from distributed import get_client, wait
 
     client = client or get_client()
+    started = time.perf_counter()
     scored = client.persist(score(models, data, client=client))
     wait(scored)
+    if on_phase:
+        on_phase("predict", time.perf_counter() - started)
+    started = time.perf_counter()
     try:
-        return {name: evaluate(scored, threshold, score=name, undersampling=undersampling,
-                               scale=score_scale(model))
-                for name, model in models.items()}
+        metrics = {name: evaluate(scored, threshold, score=name, undersampling=undersampling,
+                                  scale=score_scale(model))
+                   for name, model in models.items()}
     finally:
         del scored
+    if on_phase:
+        on_phase("metrics", time.perf_counter() - started)
+    return metrics
 
 
 def evaluate_model(model, data: Dataset, threshold: float = 0.5, *, undersampling: dict | None = None,
-                   client=None) -> Metrics:
+                   client=None, on_phase: Callable[[str, float], None] | None = None) -> Metrics:
     """Exact metrics of one model on ``data`` (see :func:`evaluate_models`)."""
-    return evaluate_models({"score": model}, data, threshold, undersampling=undersampling, client=client)["score"]
+    return evaluate_models({"score": model}, data, threshold, undersampling=undersampling, client=client,
+                           on_phase=on_phase)["score"]

@@ -199,17 +199,15 @@ def _train_and_evaluate(spec: PipelineSpec, sampled: Dataset, valid: Dataset | N
     fitted: Fitted = MODEL_TYPES.get_entry(kind).fit(spec.model, FitContext(
         train=sampled, valid=valid, client=client, timed=timed, say=say, monitor=monitor, pipeline=spec))
 
-    started = time.perf_counter()
     models = dict(fitted.compared) or {fitted.primary or kind: fitted.model}
     if not isinstance(fitted, Fitted) or any(model is None for model in models.values()):
         raise WorkbenchError(f"model type {kind!r} returned no fitted model",
                              "its fit function must return Fitted(model) (see docs/pipeline.md#adding-a-model-type)")
     known = {name: monitor.seen[id(model)] for name, model in models.items() if id(model) in monitor.seen}
     todo = {name: model for name, model in models.items() if name not in known}
-    compared = {**known, **(evaluate_models(todo, test, threshold, undersampling=undersampling, client=client)
-                            if todo else {})}
+    compared = {**known, **(evaluate_models(todo, test, threshold, undersampling=undersampling, client=client,
+                                            on_phase=timed) if todo else {})}
     compared = {name: compared[name] for name in models}
-    timed("metrics", time.perf_counter() - started)
     primary = fitted.primary or kind
     if fitted.model is None:  # several models, none preferred: the best by PR AUC represents the run
         primary = max(compared, key=lambda n: (compared[n].pr_auc, compared[n].roc_auc))

@@ -25,7 +25,7 @@ from .. import progress
 from ..data.dataset import Dataset
 from ..errors import WorkbenchError
 from ..metrics import Metrics
-from .incremental import Monitor, epoch_monitor, fit_preprocessor
+from .incremental import Monitor, epoch_monitor, fit_preprocessor, new_history, record_epoch
 
 __all__ = ["AveragedSGDResult", "train_averaged_sgd", "average_models"]
 
@@ -77,7 +77,7 @@ def train_averaged_sgd(
         monitor = epoch_monitor(test, train, threshold=threshold, client=client)
     base = SGDClassifier(**{"loss": "log_loss", "random_state": seed, **sgd_params})
     timings = {"preprocess": 0.0, "persist": 0.0, "train": 0.0, "evaluate": 0.0}
-    history: dict[str, list] = {"epoch": [], **({"roc_auc": [], "pr_auc": []} if monitor else {}), "seconds": []}
+    history = new_history(monitor is not None)
 
     with client.as_current():
         started = time.perf_counter()
@@ -110,14 +110,7 @@ def train_averaged_sgd(
             states = {address: averaged if average_every_epoch else trained[address][0] for address in partitions}
 
             model = Pipeline([*preprocess.steps, ("model", averaged)])
-            history["epoch"].append(epoch)
-            history["seconds"].append(seconds)
-            if monitor is not None:
-                started = time.perf_counter()
-                metrics = monitor(model)
-                timings["evaluate"] += time.perf_counter() - started
-                history["roc_auc"].append(metrics.roc_auc)
-                history["pr_auc"].append(metrics.pr_auc)
+            metrics = record_epoch(history, timings, epoch, seconds, model, monitor)
     return AveragedSGDResult(model=model, history=history, metrics=metrics, partitions=partitions, timings=timings)
 
 

@@ -122,7 +122,7 @@ def train_incremental(
     if "random_state" in estimator.get_params(deep=False) and estimator.get_params()["random_state"] is None:
         estimator.set_params(random_state=seed)
     timings: dict[str, float] = {"preprocess": 0.0, "train": 0.0, "evaluate": 0.0}
-    history: dict[str, list] = {"epoch": [], **({"roc_auc": [], "pr_auc": []} if monitor else {}), "seconds": []}
+    history = new_history(monitor is not None)
     block_orders: list[list[int]] = []
 
     with client.as_current():
@@ -141,18 +141,30 @@ def train_incremental(
             seconds = time.perf_counter() - started
             timings["train"] += seconds
             model = Pipeline([*preprocess.steps, ("model", wrapper.estimator_)])
-            history["epoch"].append(epoch)
-            history["seconds"].append(seconds)
-            if monitor is not None:
-                started = time.perf_counter()
-                metrics = monitor(model)
-                timings["evaluate"] += time.perf_counter() - started
-                history["roc_auc"].append(metrics.roc_auc)
-                history["pr_auc"].append(metrics.pr_auc)
-                if on_epoch:
-                    on_epoch(epoch, metrics)
+            metrics = record_epoch(history, timings, epoch, seconds, model, monitor)
+            if metrics is not None and on_epoch:
+                on_epoch(epoch, metrics)
     return IncrementalResult(model=model, history=history, metrics=metrics, timings=timings,
                              block_orders=block_orders, features=train.features)
+
+
+def new_history(monitored: bool) -> dict[str, list]:
+    """The per-epoch history: epoch, then the monitor's ROC AUC and PR AUC, then training seconds."""
+    return {"epoch": [], **({"roc_auc": [], "pr_auc": []} if monitored else {}), "seconds": []}
+
+
+def record_epoch(history: dict, timings: dict, epoch: int, seconds: float, model, monitor: Monitor | None):
+    """Append one epoch to ``history``; with a monitor, evaluate ``model`` (timed) and return its Metrics."""
+    history["epoch"].append(epoch)
+    history["seconds"].append(seconds)
+    if monitor is None:
+        return None
+    started = time.perf_counter()
+    metrics = monitor(model)
+    timings["evaluate"] += time.perf_counter() - started
+    history["roc_auc"].append(metrics.roc_auc)
+    history["pr_auc"].append(metrics.pr_auc)
+    return metrics
 
 
 def block_order(n_blocks: int, random_state: int) -> list[int]:

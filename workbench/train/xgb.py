@@ -15,6 +15,7 @@ import xgboost as xgb
 from distributed import get_client, get_worker, wait
 from xgboost import dask as dxgb
 
+from ..cluster import wait_for_workers
 from ..data.dataset import Dataset
 from ..errors import SamplingError, WorkbenchError, WorkbenchWarning
 from ..metrics import Metrics, evaluate_model, score
@@ -95,7 +96,7 @@ def train_xgboost(
         Times to start training over when a worker is lost mid-training (xgboost.dask cannot
         continue on a changed set of workers). Lost data partitions are recomputed by Dask.
     on_phase
-        Called with ``(phase, seconds)`` as each of ``dmatrix``, ``train`` and, with ``test``, ``metrics`` ends.
+        Called with ``(phase, seconds)`` as each of ``dmatrix``, ``train`` and, with ``test``, ``predict`` and ``metrics`` ends.
     """
     client = client or get_client()
     if early_stopping_rounds and valid is None:
@@ -132,7 +133,7 @@ def train_xgboost(
             ), stacklevel=2)
             # xgboost.dask cannot continue with a changed worker set; start over once the cluster
             # is back to its size (a batch cluster replaces lost jobs), or with the survivors.
-            _wait_for_workers(client, len(before), timeout=120)
+            wait_for_workers(client, len(before), timeout=120, minimum=1)
             started = time.perf_counter()
     record("dmatrix", dmatrix_seconds)
     train_seconds = output["train_seconds"]
@@ -149,10 +150,8 @@ def train_xgboost(
 
     metrics = None
     if test is not None:
-        started = time.perf_counter()
         undersampling = train.info.get("undersample") if correct_probabilities else None
-        metrics = evaluate_model(booster, test, threshold, undersampling=undersampling, client=client)
-        record("metrics", time.perf_counter() - started)
+        metrics = evaluate_model(booster, test, threshold, undersampling=undersampling, client=client, on_phase=record)
     return XGBoostResult(
         booster=booster, params=params, history=history, best_iteration=best,
         num_boosted_rounds=trained, metrics=metrics, timings=timings, attempts=attempt + 1,
@@ -202,14 +201,6 @@ def _looks_like_worker_loss(exc: BaseException) -> bool:
     return isinstance(exc, (KilledWorker, CommClosedError)) or any(
         words in text for words in ("Resilience is not yet supported", "worker died", "Connection reset", "Socket")
     )
-
-
-def _wait_for_workers(client, n: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while len(_worker_addresses(client)) < n and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if not _worker_addresses(client):
-        raise WorkbenchError("every worker was lost during training", "check the worker logs, then run again")
 
 
 class _Partitions(xgb.DataIter):
