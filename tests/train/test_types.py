@@ -76,6 +76,17 @@ def check_exact(result, client):
     assert {k: m["corrected"][k] for k in expected} == confusion(labels, corrected, THRESHOLD, scale)
 
 
+def test_xgboost_model_kept_to_its_best_round(export, client, tmp_path):
+    spec = spec_for(export, {"type": "xgboost", "params": {"max_depth": 3}, "num_boost_round": 40,
+                             "early_stopping_rounds": 5}, validation=0.2)
+    result = run_pipeline(spec, client=client, runs_dir=tmp_path)
+    data = result.record.data
+    assert data["model_type"] == "xgboost" and data["boosted_rounds"] <= 40
+    assert result.trained.model.num_boosted_rounds() == data["best_iteration"] + 1
+    assert list(result.record.timings)[-2:] == ["predict", "metrics"]
+    check_exact(result, client)
+
+
 def test_sklearn_model_recorded_with_artifacts(export, client, tmp_path):
     spec = spec_for(export, {"type": "sklearn", "estimator": "RandomForestClassifier",
                              "params": {"n_estimators": 30, "max_depth": 6}})
