@@ -108,9 +108,9 @@ def load_results(source, *, runs_dir=None, columns: dict[str, str] | None = None
     text = os.fspath(source)
     if Path(text).suffix.lower() in (".csv", ".parquet", ".pq", ".tsv") or Path(text).is_file():
         return read_table(text, columns=columns, time=time)
-    from .sweep import sweep_table
+    from .stores.sweeps import SweepStore
 
-    raw = sweep_table(text, runs_dir)
+    raw = SweepStore(runs_dir).table(text)
     if raw.empty:
         raise WorkbenchError(f"sweep {raw.attrs['sweep']['id']!r} has no recorded cells yet", "run it with `workbench sweep FILE`")
     table = normalise(raw, columns=columns, time=time, source=f"sweep {raw.attrs['sweep']['id']}")

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import dask.config
 import distributed  # noqa: F401  (loads distributed's config defaults before dask.config.set below)
 
-from .cluster import dashboard_url, make_cluster
+from .cluster import dashboard_url, job_ids, make_cluster
 from .errors import ClusterError
 
 __all__ = ["serve", "connection_info", "write_connection_file"]
@@ -84,13 +84,11 @@ def connection_info(running) -> dict:
     if security is not None and getattr(security, "require_encryption", False):
         tls = {"tls_ca_file": security.tls_ca_file, "tls_client_cert": security.tls_client_cert,
                "tls_client_key": security.tls_client_key}
-    workers = getattr(running, "workers", {})
-    jobs = [str(w.job_id) for w in workers.values() if getattr(w, "job_id", None)] if hasattr(running, "job_cls") else None
     return {
         "address": running.scheduler_address,
         "dashboard": dashboard_url(running),
         "tls": tls,
-        "jobs": jobs,
+        "jobs": job_ids(running),
         "pid": os.getpid(),
     }
 

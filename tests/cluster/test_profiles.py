@@ -137,6 +137,33 @@ def test_profile_errors_point_at_the_line(tmp_path):
     path.write_text("type: torque\n")
     with pytest.raises(ConfigError, match=r"bad.yaml:1: type: unknown cluster type 'torque'.*slurm, pbs"):
         load_profile(path)
+    path.write_text("type: slrum\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:1: type: unknown cluster type 'slrum' \(did you mean 'slurm'\?\)"):
+        load_profile(path)
+
+
+def test_a_cluster_type_registered_from_outside_the_package(tmp_path):
+    from typing import ClassVar, Literal
+
+    from workbench.cluster import CLUSTER_TYPES, JobqueueProfile
+
+    class HTCondorProfile(JobqueueProfile):
+        cluster_class: ClassVar[str] = "dask_jobqueue.HTCondorCluster"
+        type: Literal["htcondor"] = "htcondor"
+        disk: str | None = None
+
+    CLUSTER_TYPES.register("htcondor", HTCondorProfile)
+    try:
+        path = profile(tmp_path, type="htcondor", cores=2, memory="4GB", disk="1GB")
+        loaded = load_profile(path)
+        assert isinstance(loaded, HTCondorProfile) and describe(loaded)["security"] is True
+        script = job_script(path)
+        assert script.startswith("#!/usr/bin/env condor_submit") and "MY.DaskWorkerCores = 2" in script
+        assert "export OMP_NUM_THREADS=2" in script and "--protocol tls://" in script
+    finally:
+        CLUSTER_TYPES.unregister("htcondor")
+    with pytest.raises(ConfigError, match="unknown cluster type 'htcondor'"):
+        load_profile(path)
 
 
 def test_missing_cores_is_one_line(tmp_path):

@@ -146,3 +146,15 @@ def test_bad_arguments(train, client, kwargs, message):
 def test_table_keeps_the_names_as_written(result):
     assert list(result.candidates.columns[:2]) == ["ratio", "C"]
     assert isinstance(result.candidates, pd.DataFrame) and result.candidates.index.tolist() == [0, 1, 2, 3]
+
+
+def test_a_pipeline_with_imputation_refits(train, client):
+    """SimpleImputer's missing_values is NaN, which equals nothing: it must not count as a parameter the
+    search forced, or the refit would set it to None and refuse the NaN it exists to fill."""
+    from workbench.train.estimators import make_estimator
+
+    estimator = make_estimator("LogisticRegression", {"max_iter": 200}, ["impute", "scale"])
+    found = search(estimator, {"model__C": [0.1, 1.0]}, train, cv=2, seed=0, client=client)
+    imputer = found.best_estimator.named_steps["impute"]
+    assert imputer.missing_values != imputer.missing_values  # still NaN
+    assert found.best_params["model__C"] in (0.1, 1.0)

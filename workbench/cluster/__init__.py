@@ -4,7 +4,11 @@ A profile is a YAML file whose ``type`` names the cluster class and whose other 
 class's own keyword arguments: ``distributed.LocalCluster`` for ``local``; dask-jobqueue's
 ``SLURMCluster``, ``PBSCluster``, ``SGECluster`` and ``LSFCluster`` for ``slurm``, ``pbs``, ``sge``
 and ``lsf``. Unset keys fall back to Dask's configuration (``workbench.cluster.<type>``, then
-dask-jobqueue's ``jobqueue.<type>``), exactly as dask-jobqueue falls back on its own.
+dask-jobqueue's ``jobqueue.<type>``), exactly as dask-jobqueue falls back on its own. The types
+are a registry, :data:`CLUSTER_TYPES`, that code outside the package can add to.
+
+Workers are started, resized and awaited along one path, :func:`scale` and
+:func:`wait_for_workers` (see :mod:`workbench.cluster.scaling`).
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ import dask.config
 from ..config import load_yaml, validate
 from ..errors import ClusterError, ConfigError
 from . import _jobqueue
-from .profiles import PROFILE_TYPES, JobqueueProfile, LocalProfile, Profile
+from .profiles import CLUSTER_TYPES, JobqueueProfile, LocalProfile, Profile
+from .scaling import replace_lost_workers, scale, wait_for_workers
 
 __all__ = [
-    "PROFILE_TYPES",
+    "CLUSTER_TYPES",
     "LocalProfile",
     "JobqueueProfile",
     "load_profile",
@@ -32,9 +37,11 @@ __all__ = [
     "connect",
     "describe",
     "job_script",
+    "job_ids",
     "cluster_summary",
     "dashboard_url",
     "scale",
+    "wait_for_workers",
 ]
 
 PROFILE_DIR = "clusters"
@@ -63,14 +70,11 @@ def load_profile(profile: str | os.PathLike | dict | Profile | None = "local") -
 
 def _validate(data, lines, source: str) -> Profile:
     kind = data.get("type", "local") if isinstance(data, dict) else None
-    if kind not in PROFILE_TYPES:
+    if not isinstance(kind, str) or kind not in CLUSTER_TYPES:
         line = lines.get(("type",))
         where = f"{source}:{line}" if line else source
-        raise ConfigError(
-            f"{where}: type: unknown cluster type {kind!r}",
-            f"use one of: {', '.join(PROFILE_TYPES)}",
-        )
-    return validate(PROFILE_TYPES[kind], data, lines, source)
+        raise ConfigError(f"{where}: type: {CLUSTER_TYPES.unknown(kind)}", f"see {CLUSTER_TYPES.docs}")
+    return validate(CLUSTER_TYPES[kind], data, lines, source)
 
 
 def make_cluster(profile=None, *, workers: int | None = None):
@@ -84,7 +88,7 @@ def make_cluster(profile=None, *, workers: int | None = None):
         raise ClusterError(f"--workers {workers} is not a positive number", "ask for 1 or more workers")
     profile = load_profile(profile)
     if isinstance(profile, JobqueueProfile):
-        return _jobqueue.start(profile, workers)
+        return _start_jobs(profile, workers)
     kwargs = profile.cluster_kwargs(workers)
     # Set before each worker process starts (the Nanny's `env` arrives too late for OpenMP).
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", default={}), **kwargs.pop("env", {})}
@@ -93,6 +97,33 @@ def make_cluster(profile=None, *, workers: int | None = None):
             return LocalCluster(**kwargs)
     except (OSError, ValueError, TypeError) as exc:
         raise ClusterError(f"the local cluster did not start: {exc}", "check the profile's values") from None
+
+
+def _start_jobs(profile: JobqueueProfile, workers: int | None):
+    """The cluster with one job per ``processes`` workers submitted and every worker connected.
+
+    The batch system's refusal (unknown partition, too much memory, no account) is raised as a
+    :class:`ClusterError` in its own words. Once the workers are up, a worker whose job dies is
+    replaced by a new job (``replace_lost_workers``, default true). Whatever happens, a cluster
+    that does not come up is closed, which cancels its jobs.
+    """
+    settings = profile.settings(workers)
+    running = _jobqueue.create(profile, workers)
+    try:
+        processes = _jobqueue.worker_processes(running)
+        jobs = -(-int(settings["n_workers"]) // processes)
+        scale(running, jobs * processes, timeout=settings.get("wait_timeout"))
+        if settings.get("replace_lost_workers", True):
+            replace_lost_workers(running, jobs * processes)
+        return running
+    except BaseException:
+        running.close()
+        raise
+
+
+def job_ids(running) -> list[str] | None:
+    """The batch job IDs of a cluster's workers, or None for a cluster whose workers are not jobs."""
+    return _jobqueue.job_ids(running) if _jobqueue.is_jobqueue(running) else None
 
 
 def describe(profile=None, *, workers: int | None = None) -> dict:
@@ -197,66 +228,3 @@ def cluster_summary(client) -> dict:
         "dashboard": dashboard_url(client.cluster) if client.cluster is not None else client.dashboard_link,
         "scheduler": client.scheduler.address,
     }
-
-
-def scale(client, workers: int, *, timeout: str | float | None = None) -> None:
-    """Scale the cluster behind ``client`` to exactly ``workers`` workers and wait until exactly that
-    many are connected (scaling down waits for the retired workers to leave).
-
-    A batch-system cluster submits or cancels jobs (the batch system's refusal is raised in one
-    line) and, if it replaces lost workers, keeps doing so at the new size. ``timeout`` defaults to
-    300 s for batch systems (pass the profile's ``wait_timeout``) and 120 s for local clusters.
-    """
-    import time
-
-    from dask.utils import parse_timedelta
-
-    if workers < 1:
-        raise ClusterError(f"cannot scale to {workers} workers", "ask for 1 or more workers")
-    running = client.cluster
-    connected = lambda: len(client.scheduler_info(n_workers=-1)["workers"])  # noqa: E731
-    if running is None:
-        if connected() != workers:
-            raise ClusterError(
-                f"the cluster at {client.scheduler.address} has {connected()} workers and cannot be scaled from here",
-                f"start it with {workers} workers, or let the workbench start the cluster (--cluster PROFILE)",
-            )
-        return
-    jobqueue = hasattr(running, "_dummy_job")
-    if jobqueue:
-        processes = max(1, int(running._dummy_job.worker_processes or 1))
-        if workers % processes:
-            raise ClusterError(f"{workers} workers is not a whole number of jobs of {processes} worker processes",
-                               "ask for a multiple of the profile's processes")
-        adaptive = running._adaptive is not None
-        if adaptive:
-            running._adaptive.stop()
-            running._adaptive = None
-        jobs = workers // processes
-        while len(running.worker_spec) > jobs:
-            running.worker_spec.popitem()
-        while len(running.worker_spec) < jobs:
-            running.worker_spec.update(running.new_worker_spec())
-        try:
-            running.sync(running._correct_state)
-        except RuntimeError as exc:
-            raise ClusterError(
-                f"{_jobqueue._submit_command(running)} refused the worker job: {_jobqueue._scheduler_message(exc)}",
-                "fix the profile and check with `workbench cluster script PROFILE`",
-            ) from None
-        wait = parse_timedelta(timeout or "300s")
-    else:
-        running.scale(workers)
-        wait = parse_timedelta(timeout or "120s")
-    deadline = time.monotonic() + wait
-    while connected() != workers:
-        if time.monotonic() > deadline:
-            state = _jobqueue.job_states(running.job_cls.config_name, _jobqueue.job_ids(running)) if jobqueue else ""
-            raise ClusterError(
-                f"{connected()} of {workers} workers connected after {wait:.0f}s"
-                + (f"; the batch system says: {state}" if state else ""),
-                "read the worker logs, ask for fewer resources, or raise wait_timeout",
-            )
-        time.sleep(0.1)
-    if jobqueue and adaptive:
-        running.adapt(minimum_jobs=jobs, maximum_jobs=jobs, interval="2s", wait_count=3)

@@ -5,6 +5,10 @@ dask-jobqueue's keywords for ``SLURMCluster``, ``PBSCluster``, ``SGECluster`` an
 keys a profile leaves unset fall back first to ``workbench.cluster.<type>`` and then to
 dask-jobqueue's own ``jobqueue.<type>`` section of the Dask configuration, exactly as
 dask-jobqueue does on its own.
+
+``CLUSTER_TYPES`` is the registry of cluster types (the profile's ``type:``): code outside the
+package registers its own profile class (e.g. a ``JobqueueProfile`` subclass for another
+dask-jobqueue cluster class) and profiles accept the new type like a built-in one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import dask.config
 from pydantic import Field
 
 from ..config import StrictModel
+from ..registry import Registry
 
 __all__ = [
     "Profile",
@@ -25,7 +30,7 @@ __all__ = [
     "PBSProfile",
     "SGEProfile",
     "LSFProfile",
-    "PROFILE_TYPES",
+    "CLUSTER_TYPES",
 ]
 
 _PositiveInt = Annotated[int, Field(ge=1)]
@@ -122,6 +127,15 @@ class JobqueueProfile(StrictModel):
     def is_jobqueue(self) -> bool:
         return True
 
+    #: Whether the status command is asked every few seconds while waiting (it lists ended jobs as
+    #: gone, so a wait for jobs that died ends at once); otherwise only when the wait times out.
+    watch_jobs: ClassVar[bool] = False
+
+    @staticmethod
+    def status_command(ids: list[str]) -> list[str] | None:
+        """The batch system's command listing jobs ``ids`` with their state (shown while waiting)."""
+        return None
+
     def settings(self, workers: int | None = None) -> dict[str, Any]:
         """This profile over ``workbench.cluster.<type>``: every key the workbench decides itself."""
         merged = _defaults(self.type)
@@ -133,12 +147,13 @@ class JobqueueProfile(StrictModel):
 
     def cluster_kwargs(self, workers: int | None = None) -> dict[str, Any]:
         """Keyword arguments for the dask-jobqueue cluster class (keys left unset are omitted, so
-        dask-jobqueue reads them from ``jobqueue.<type>``)."""
+        dask-jobqueue reads them from ``jobqueue.<type>``; ``processes`` is always resolved)."""
         merged = self.settings(workers)
         kwargs = {k: v for k, v in merged.items() if k not in self._OWN and v is not None}
         kwargs["scheduler_options"] = {"dashboard_address": "127.0.0.1:0", **(kwargs.get("scheduler_options") or {})}
-        if kwargs.get("processes") is None and dask.config.get(f"jobqueue.{self.type}.processes", None) is None:
-            kwargs["processes"] = 1
+        # Always passed, so that the cluster's worker spec groups a job's worker processes (dask-jobqueue
+        # only does that for a `processes` it is given, not one it reads from its config).
+        kwargs["processes"] = int(kwargs.get("processes") or dask.config.get(f"jobqueue.{self.type}.processes", None) or 1)
         if kwargs.pop("security", True):
             kwargs["security"] = True
             kwargs["shared_temp_directory"] = os.path.expanduser(
@@ -161,8 +176,7 @@ class JobqueueProfile(StrictModel):
 
     def _threads_per_worker(self, kwargs: dict) -> int | None:
         cores = kwargs.get("cores") or dask.config.get(f"jobqueue.{self.type}.cores", None)
-        processes = kwargs.get("processes") or dask.config.get(f"jobqueue.{self.type}.processes", None) or 1
-        return max(1, int(cores) // int(processes)) if cores else None
+        return max(1, int(cores) // kwargs["processes"]) if cores else None
 
 
 def _shell_quote(value: str) -> str:
@@ -179,6 +193,11 @@ class SLURMProfile(JobqueueProfile):
     account: str | None = None
     job_cpu: _PositiveInt | None = None
     job_mem: str | None = None
+    watch_jobs: ClassVar[bool] = True
+
+    @staticmethod
+    def status_command(ids: list[str]) -> list[str]:
+        return ["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T %R"]
 
 
 class PBSProfile(JobqueueProfile):
@@ -189,6 +208,10 @@ class PBSProfile(JobqueueProfile):
     account: str | None = None
     resource_spec: str | None = None
 
+    @staticmethod
+    def status_command(ids: list[str]) -> list[str]:
+        return ["qstat", *ids]
+
 
 class SGEProfile(JobqueueProfile):
     """``dask_jobqueue.SGECluster`` (Son of / Univa Grid Engine)."""
@@ -197,6 +220,10 @@ class SGEProfile(JobqueueProfile):
     type: Literal["sge"] = "sge"
     project: str | None = None
     resource_spec: str | None = None
+
+    @staticmethod
+    def status_command(ids: list[str]) -> list[str]:
+        return ["qstat"]
 
 
 class LSFProfile(JobqueueProfile):
@@ -210,9 +237,15 @@ class LSFProfile(JobqueueProfile):
     lsf_units: str | None = None
     use_stdin: bool | None = None
 
+    @staticmethod
+    def status_command(ids: list[str]) -> list[str]:
+        return ["bjobs", "-w", *ids]
 
-Profile = LocalProfile | SLURMProfile | PBSProfile | SGEProfile | LSFProfile
 
-PROFILE_TYPES: dict[str, type] = {
-    "local": LocalProfile, "slurm": SLURMProfile, "pbs": PBSProfile, "sge": SGEProfile, "lsf": LSFProfile,
-}
+Profile = LocalProfile | JobqueueProfile
+
+CLUSTER_TYPES: Registry[type[LocalProfile] | type[JobqueueProfile]] = Registry(
+    "cluster type", docs="docs/clusters/README.md")
+for _profile in (LocalProfile, SLURMProfile, PBSProfile, SGEProfile, LSFProfile):
+    CLUSTER_TYPES.register(_profile.model_fields["type"].default, _profile)
+del _profile

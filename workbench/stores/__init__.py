@@ -1,6 +1,6 @@
 """Where runs are kept: the run store and the sweep store, over one SQLite database layer."""
 
-from .runs import STATUSES, Run, RunRecord, RunStore, versions
+from .runs import STATUSES, Run, RunRecord, RunStore, describe_error, versions
 from .sweeps import SweepStore
 
-__all__ = ["STATUSES", "Run", "RunRecord", "RunStore", "SweepStore", "versions"]
+__all__ = ["STATUSES", "Run", "RunRecord", "RunStore", "SweepStore", "describe_error", "versions"]

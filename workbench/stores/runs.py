@@ -1,127 +1,40 @@
 """The run store: every pipeline run recorded in one SQLite file, ``runs.sqlite``, under a runs
 directory that also holds one directory of artifacts per run. A run is inserted as ``running`` by
 :meth:`RunStore.start`; its :class:`Run` handle writes timings, data counts, history and artifacts
-through as they happen and ends it as ``succeeded`` or ``failed``. Every operation opens its own
-connection (WAL journal, busy timeout), so threads and processes can record runs side by side.
+through as they happen and ends it as ``succeeded`` or ``failed``. The database itself (schema,
+connections, transactions, JSON columns) is :mod:`workbench.stores.db`, shared with the sweep store.
 """
 
 from __future__ import annotations
 
 import builtins
-import json
-import math
 import os
 import platform
 import secrets
 import shutil
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from pathlib import Path, PurePath
 from importlib import metadata
+from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
-from workbench.errors import WorkbenchError
+from ..errors import WorkbenchError
+from .db import DATABASE_NAME, SCHEMA_VERSION, Database, decode, encode
 
-__all__ = ["RunStore", "Run", "RunRecord", "DEFAULT_DIR", "versions"]
+__all__ = ["RunStore", "Run", "RunRecord", "DEFAULT_DIR", "DATABASE_NAME", "SCHEMA_VERSION", "STATUSES",
+           "describe_error", "versions"]
 
 DEFAULT_DIR = "runs"
-DATABASE_NAME = "runs.sqlite"
 STATUSES = ("running", "succeeded", "failed")
-BUSY_TIMEOUT_SECONDS = 30.0
 
 _JSON_FIELDS = (
     "spec", "seeds", "versions", "cluster", "timings", "metrics", "data", "history", "artifacts",
 )
 _COLUMNS = ("id", "name", "status", "created_at", "finished_at", *_JSON_FIELDS, "error")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM runs"
-
-# _MIGRATIONS[v] takes the schema from user_version v to v + 1.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE IF NOT EXISTS runs (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
-            created_at TEXT NOT NULL,
-            finished_at TEXT,
-            spec TEXT NOT NULL,
-            seeds TEXT NOT NULL,
-            versions TEXT NOT NULL,
-            cluster TEXT NOT NULL,
-            timings TEXT NOT NULL,
-            metrics TEXT NOT NULL,
-            data TEXT NOT NULL,
-            history TEXT NOT NULL,
-            error TEXT,
-            artifacts TEXT NOT NULL,
-            CHECK ((status = 'running') = (finished_at IS NULL)),
-            CHECK ((status = 'failed') = (error IS NOT NULL))
-        )
-        """,
-        "CREATE INDEX IF NOT EXISTS runs_by_created_at ON runs (created_at)",
-        "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at)",
-    ),
-    # Sweeps (workbench/stores/sweeps.py): one row per sweep, one per recorded cell (never two: the
-    # UNIQUE key), and one per attempt at a cell, with the fault that ended it.
-    (
-        """
-        CREATE TABLE IF NOT EXISTS sweeps (
-            id TEXT PRIMARY KEY,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            spec TEXT NOT NULL,
-            fingerprint TEXT NOT NULL,
-            planned INTEGER NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE IF NOT EXISTS sweep_cells (
-            sweep_id TEXT NOT NULL REFERENCES sweeps (id),
-            cell_key TEXT NOT NULL,
-            axes TEXT NOT NULL,
-            trial INTEGER NOT NULL,
-            seed INTEGER NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('succeeded', 'failed')),
-            run_id TEXT,
-            attempts INTEGER NOT NULL,
-            workers INTEGER,
-            threads INTEGER,
-            rows INTEGER,
-            seconds REAL NOT NULL,
-            timings TEXT NOT NULL,
-            metrics TEXT NOT NULL,
-            versions TEXT NOT NULL,
-            faults TEXT NOT NULL,
-            error TEXT,
-            finished_at TEXT NOT NULL,
-            UNIQUE (sweep_id, cell_key)
-        )
-        """,
-        """
-        CREATE TABLE IF NOT EXISTS sweep_attempts (
-            sweep_id TEXT NOT NULL REFERENCES sweeps (id),
-            cell_key TEXT NOT NULL,
-            attempt INTEGER NOT NULL,
-            run_id TEXT,
-            started_at TEXT NOT NULL,
-            finished_at TEXT,
-            status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'abandoned')),
-            fault TEXT,
-            PRIMARY KEY (sweep_id, cell_key, attempt)
-        )
-        """,
-    ),
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
-
-_SCHEMA_LOCK = threading.Lock()
 
 _PACKAGES = ("workbench", "dask", "distributed", "dask-ml", "xgboost-cpu", "xgboost", "scikit-learn",
              "pandas", "pyarrow", "numpy")
@@ -173,7 +86,7 @@ class RunStore:
             directory = dask.config.get("workbench.runs.dir", default=DEFAULT_DIR)
         self.directory = Path(directory)
         self._root = self.directory.absolute()
-        self._ready = False
+        self.db = Database(self._root, shown=self.database)
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.directory)!r})"
@@ -187,7 +100,7 @@ class RunStore:
     ) -> Run:
         """Insert a new ``running`` run, create its directory and return its handle."""
         values = {"spec": spec, "seeds": seeds, "versions": versions, "cluster": cluster}
-        encoded = {key: _encode(value) for key, value in values.items()}
+        encoded = {key: encode(value) for key, value in values.items()}
         empty = {key: "{}" for key in ("timings", "metrics", "data", "history", "artifacts")}
         now = _utcnow()
         while True:
@@ -211,7 +124,7 @@ class RunStore:
             raise WorkbenchError(f"run limit must be 0 or more, got {limit}")
         where, params = ("WHERE status = ?", (status,)) if status else ("", ())
         sql = f"{_SELECT} {where} ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        rows = self._fetch(sql, (*params, -1 if limit is None else limit))
+        rows = self.db.fetch(sql, (*params, -1 if limit is None else limit))
         return [self._record(row) for row in rows]
 
     def get(self, run_id: str) -> RunRecord:
@@ -230,23 +143,23 @@ class RunStore:
                 f"run id '{run_id}' is ambiguous: it matches {shown}",
                 "give more characters of the id",
             )
-        return self._record(self._fetch(f"{_SELECT} WHERE id = ?", (ids[0],))[0])
+        return self._record(self.db.fetch(f"{_SELECT} WHERE id = ?", (ids[0],))[0])
 
     def __len__(self) -> int:
-        rows = self._fetch("SELECT count(*) FROM runs", ())
+        rows = self.db.fetch("SELECT count(*) FROM runs", ())
         return rows[0][0] if rows else 0
 
     def _ids_starting(self, prefix: str) -> builtins.list[str]:
         if not prefix:
             return []
         sql = "SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id"
-        return [row[0] for row in self._fetch(sql, (len(prefix), prefix))]
+        return [row[0] for row in self.db.fetch(sql, (len(prefix), prefix))]
 
     def _insert(self, run_dir: Path, **row: Any) -> None:
-        self._ensure_schema()
+        self.db.ensure_schema()
         run_dir.mkdir()
         try:
-            with self._writing() as conn:
+            with self.db.writing() as conn:
                 columns = ", ".join(["id", "status", *row])
                 marks = ", ".join("?" * (len(row) + 2))
                 conn.execute(
@@ -261,64 +174,8 @@ class RunStore:
 
     def _record(self, row: sqlite3.Row) -> RunRecord:
         fields = {key: row[key] for key in row.keys()}
-        fields.update({key: json.loads(fields[key]) for key in _JSON_FIELDS})
+        fields.update({key: decode(fields[key]) for key in _JSON_FIELDS})
         return RunRecord(**fields, path=str(self._root / row["id"]))
-
-    def _connect(self, target: str, *, uri: bool = False) -> sqlite3.Connection:
-        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, uri=uri)
-        conn.row_factory = sqlite3.Row
-        return conn
-
-    def _fetch(self, sql: str, params: tuple) -> builtins.list[sqlite3.Row]:
-        path = self._root / DATABASE_NAME
-        if not path.is_file():
-            return []
-        conn = self._connect(f"file:{quote(str(path))}?mode=ro", uri=True)
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                return []
-            self._check_version(version)
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
-
-    @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        self._ensure_schema()
-        conn = self._connect(str(self._root / DATABASE_NAME))
-        conn.execute("PRAGMA synchronous = NORMAL")
-        try:
-            with _transaction(conn):
-                yield conn
-        finally:
-            conn.close()
-
-    def _ensure_schema(self) -> None:
-        if self._ready:
-            return
-        with _SCHEMA_LOCK:
-            self._root.mkdir(parents=True, exist_ok=True)
-            conn = self._connect(str(self._root / DATABASE_NAME))
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                with _transaction(conn):
-                    version = conn.execute("PRAGMA user_version").fetchone()[0]
-                    self._check_version(version)
-                    for statement in (s for step in _MIGRATIONS[version:] for s in step):
-                        conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            finally:
-                conn.close()
-            self._ready = True
-
-    def _check_version(self, version: int) -> None:
-        if version > SCHEMA_VERSION:
-            raise WorkbenchError(
-                f"{self.database} has run-store schema {version}, newer than this workbench's "
-                f"{SCHEMA_VERSION}",
-                "upgrade workbench to read or write it",
-            )
 
 
 class Run:
@@ -344,7 +201,7 @@ class Run:
         traceback: TracebackType | None,
     ) -> None:
         if exc is not None:
-            self.fail(_describe(exc))
+            self.fail(describe_error(exc))
         elif not self._ended:
             self.fail("run ended without a result")
 
@@ -355,8 +212,8 @@ class Run:
         self._merge("data", values)
 
     def log_history(self, history: dict) -> None:
-        with self.store._writing() as conn:
-            conn.execute("UPDATE runs SET history = ? WHERE id = ?", (_encode(history), self.id))
+        with self.store.db.writing() as conn:
+            conn.execute("UPDATE runs SET history = ? WHERE id = ?", (encode(history), self.id))
 
     def save_artifact(self, name: str, filename: str, write: Callable[[Path], None]) -> Path:
         """Have ``write`` fill a temporary path, then move it to ``filename`` in one step."""
@@ -379,7 +236,7 @@ class Run:
 
     def succeed(self, metrics: dict) -> RunRecord:
         """Mark the run succeeded with its metrics; only a running run can succeed."""
-        with self.store._writing() as conn:
+        with self.store.db.writing() as conn:
             status = self._status(conn)
             if status != "running":
                 raise RuntimeError(
@@ -387,7 +244,7 @@ class Run:
                 )
             conn.execute(
                 "UPDATE runs SET status = 'succeeded', finished_at = ?, metrics = ? WHERE id = ?",
-                (_utcnow().isoformat(), _encode(metrics), self.id),
+                (_utcnow().isoformat(), encode(metrics), self.id),
             )
             record = self._read(conn)
         self._ended = True
@@ -395,7 +252,7 @@ class Run:
 
     def fail(self, error: str) -> RunRecord:
         """Mark the run failed with ``error``; a run that already failed keeps its first error."""
-        with self.store._writing() as conn:
+        with self.store.db.writing() as conn:
             if self._status(conn) != "failed":
                 conn.execute(
                     "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
@@ -406,10 +263,10 @@ class Run:
         return record
 
     def _merge(self, column: str, values: dict) -> None:
-        with self.store._writing() as conn:
+        with self.store.db.writing() as conn:
             row = conn.execute(f"SELECT {column} FROM runs WHERE id = ?", (self.id,)).fetchone()
-            merged = {**json.loads(row[0]), **values}
-            conn.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (_encode(merged), self.id))
+            merged = {**decode(row[0]), **values}
+            conn.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (encode(merged), self.id))
 
     def _status(self, conn: sqlite3.Connection) -> str:
         return conn.execute("SELECT status FROM runs WHERE id = ?", (self.id,)).fetchone()[0]
@@ -422,18 +279,6 @@ class _IdTaken(Exception):
     """A freshly drawn run id is already in the database."""
 
 
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -442,7 +287,9 @@ def _new_id(created_at: datetime) -> str:
     return f"{created_at:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """The one line a failed run (or sweep cell) records for ``exc``: a workbench error's own
+    message, anything else prefixed with its type (``KeyError: 'x'``)."""
     lines = str(exc).strip().splitlines()
     message = lines[0].strip() if lines else ""
     if isinstance(exc, WorkbenchError):
@@ -455,32 +302,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-def _encode(value: Any) -> str:
-    return json.dumps(_finite(value), default=_json_default, allow_nan=False)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, PurePath):
-        return str(value)
-    if hasattr(value, "tolist"):
-        return _finite(value.tolist())
-    raise TypeError(f"a {type(value).__name__} cannot be recorded as JSON")
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as None and numpy or path dict keys as plain keys."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {_plain_key(key): _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
-def _plain_key(key: Any) -> Any:
-    if isinstance(key, PurePath):
-        return str(key)
-    return key.tolist() if hasattr(key, "tolist") else key

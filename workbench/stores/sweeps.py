@@ -1,5 +1,5 @@
 """Sweeps in the run store: the ``sweeps``, ``sweep_cells`` and ``sweep_attempts`` tables of
-``runs.sqlite`` (schema 2, see ``workbench/stores/runs.py``).
+``runs.sqlite`` (schema 2, see ``workbench/stores/db.py``).
 
 A cell is recorded once, when it ends, in one transaction with its last attempt: the UNIQUE
 ``(sweep_id, cell_key)`` key makes a second record of the same cell impossible (a failed cell can
@@ -10,12 +10,13 @@ sweep marks them ``abandoned`` (and their runs failed) before it starts.
 
 from __future__ import annotations
 
-import json
+import os
 from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import ConfigError, WorkbenchError
-from .runs import RunStore, _encode
+from .db import decode, encode
+from .runs import RunStore
 
 __all__ = ["SweepStore", "ABANDONED"]
 
@@ -35,8 +36,9 @@ def _now() -> str:
 class SweepStore:
     """The sweeps recorded in a run store directory."""
 
-    def __init__(self, directory=None):
+    def __init__(self, directory: str | os.PathLike | None = None):
         self.runs = RunStore(directory)
+        self.db = self.runs.db  # one database: a sweep's cells point at runs in the same file
 
     @property
     def database(self):
@@ -46,7 +48,7 @@ class SweepStore:
 
     def begin(self, sweep_id: str, *, spec: dict, fingerprint: str, planned: int) -> bool:
         """Record the sweep (or check it is the same sweep); True if it was already recorded."""
-        with self.runs._writing() as conn:
+        with self.db.writing() as conn:
             row = conn.execute("SELECT fingerprint FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
             if row is not None and row[0] != fingerprint:
                 self.check(sweep_id, fingerprint)
@@ -54,16 +56,16 @@ class SweepStore:
             if row is None:
                 conn.execute(
                     "INSERT INTO sweeps (id, created_at, updated_at, spec, fingerprint, planned) VALUES (?, ?, ?, ?, ?, ?)",
-                    (sweep_id, now, now, _encode(spec), fingerprint, planned),
+                    (sweep_id, now, now, encode(spec), fingerprint, planned),
                 )
             else:
                 conn.execute("UPDATE sweeps SET updated_at = ?, spec = ?, planned = ? WHERE id = ?",
-                             (now, _encode(spec), planned, sweep_id))
+                             (now, encode(spec), planned, sweep_id))
         return row is not None
 
     def check(self, sweep_id: str, fingerprint: str) -> None:
         """Refuse to continue a recorded sweep with another pipeline or other seeds."""
-        rows = self.runs._fetch("SELECT fingerprint FROM sweeps WHERE id = ?", (sweep_id,))
+        rows = self.db.fetch("SELECT fingerprint FROM sweeps WHERE id = ?", (sweep_id,))
         if rows and rows[0][0] != fingerprint:
             raise ConfigError(
                 f"sweep {sweep_id!r} in {self.database} was recorded with another pipeline or other seeds",
@@ -71,11 +73,11 @@ class SweepStore:
             )
 
     def exists(self, sweep_id: str) -> bool:
-        return bool(self.runs._fetch("SELECT 1 FROM sweeps WHERE id = ?", (sweep_id,)))
+        return bool(self.db.fetch("SELECT 1 FROM sweeps WHERE id = ?", (sweep_id,)))
 
     def get(self, sweep_id: str) -> dict:
         """The sweep with this id, or with the one id that starts with it."""
-        ids = [r[0] for r in self.runs._fetch("SELECT id FROM sweeps WHERE substr(id, 1, ?) = ? ORDER BY id",
+        ids = [r[0] for r in self.db.fetch("SELECT id FROM sweeps WHERE substr(id, 1, ?) = ? ORDER BY id",
                                                (len(sweep_id), sweep_id))] if sweep_id else []
         if sweep_id in ids:
             ids = [sweep_id]
@@ -89,39 +91,39 @@ class SweepStore:
     def list(self, only: str | None = None) -> list[dict]:
         """Every sweep, newest first, with its cell counts."""
         where, params = ("WHERE s.id = ?", (only,)) if only else ("", ())
-        rows = self.runs._fetch(
+        rows = self.db.fetch(
             "SELECT s.id, s.created_at, s.updated_at, s.spec, s.planned, "
             "sum(c.status = 'succeeded'), sum(c.status = 'failed') "
             f"FROM sweeps s LEFT JOIN sweep_cells c ON c.sweep_id = s.id {where} "
             "GROUP BY s.id ORDER BY s.updated_at DESC", params,
         )
-        return [{"id": r[0], "created_at": r[1], "updated_at": r[2], "spec": json.loads(r[3]), "planned": r[4],
+        return [{"id": r[0], "created_at": r[1], "updated_at": r[2], "spec": decode(r[3]), "planned": r[4],
                  "succeeded": r[5] or 0, "failed": r[6] or 0} for r in rows]
 
     # ------------------------------------------------------------ cells and attempts
 
     def recorded(self, sweep_id: str) -> dict[str, str]:
         """cell key -> status of every recorded cell."""
-        return dict(self.runs._fetch("SELECT cell_key, status FROM sweep_cells WHERE sweep_id = ?", (sweep_id,)))
+        return dict(self.db.fetch("SELECT cell_key, status FROM sweep_cells WHERE sweep_id = ?", (sweep_id,)))
 
     def cells(self, sweep_id: str) -> list[dict]:
-        rows = self.runs._fetch(
+        rows = self.db.fetch(
             f"SELECT {', '.join(_CELL_COLUMNS)} FROM sweep_cells WHERE sweep_id = ? ORDER BY rowid", (sweep_id,))
         out = []
         for row in rows:
             cell = {key: row[key] for key in row.keys()}
-            cell.update({key: json.loads(cell[key]) for key in _CELL_JSON})
+            cell.update({key: decode(cell[key]) for key in _CELL_JSON})
             out.append(cell)
         return out
 
     def attempts(self, sweep_id: str) -> list[dict]:
-        rows = self.runs._fetch(
+        rows = self.db.fetch(
             "SELECT cell_key, attempt, run_id, started_at, finished_at, status, fault FROM sweep_attempts "
             "WHERE sweep_id = ? ORDER BY started_at, attempt", (sweep_id,))
         return [{key: row[key] for key in row.keys()} for row in rows]
 
     def start_attempt(self, sweep_id: str, cell_key: str) -> int:
-        with self.runs._writing() as conn:
+        with self.db.writing() as conn:
             (last,) = conn.execute("SELECT coalesce(max(attempt), 0) FROM sweep_attempts WHERE sweep_id = ? AND cell_key = ?",
                                    (sweep_id, cell_key)).fetchone()
             conn.execute("INSERT INTO sweep_attempts (sweep_id, cell_key, attempt, started_at, status) "
@@ -129,21 +131,21 @@ class SweepStore:
         return last + 1
 
     def attach_run(self, sweep_id: str, cell_key: str, attempt: int, run_id: str) -> None:
-        with self.runs._writing() as conn:
+        with self.db.writing() as conn:
             conn.execute("UPDATE sweep_attempts SET run_id = ? WHERE sweep_id = ? AND cell_key = ? AND attempt = ?",
                          (run_id, sweep_id, cell_key, attempt))
 
     def end_attempt(self, sweep_id: str, cell_key: str, attempt: int, status: str, fault: str | None = None,
                     cell: dict | None = None) -> bool:
         """End an attempt; with ``cell``, also record the cell (False if it was already recorded)."""
-        with self.runs._writing() as conn:
+        with self.db.writing() as conn:
             conn.execute("UPDATE sweep_attempts SET finished_at = ?, status = ?, fault = ? "
                          "WHERE sweep_id = ? AND cell_key = ? AND attempt = ?",
                          (_now(), status, fault, sweep_id, cell_key, attempt))
             if cell is None:
                 return False
             values = {**cell, "sweep_id": sweep_id, "cell_key": cell_key, "finished_at": _now()}
-            values.update({key: _encode(values[key]) for key in _CELL_JSON})
+            values.update({key: encode(values[key]) for key in _CELL_JSON})
             columns = ", ".join(_CELL_COLUMNS)
             updates = ", ".join(f"{c} = excluded.{c}" for c in _CELL_COLUMNS[2:])
             changed = conn.execute(
@@ -155,7 +157,7 @@ class SweepStore:
 
     def abandon_running(self, sweep_id: str) -> list[dict]:
         """Mark attempts a killed sweep process left ``running`` as abandoned, and their runs failed."""
-        with self.runs._writing() as conn:
+        with self.db.writing() as conn:
             left = [dict(zip(("cell_key", "attempt", "run_id"), r)) for r in conn.execute(
                 "SELECT cell_key, attempt, run_id FROM sweep_attempts WHERE sweep_id = ? AND status = 'running'",
                 (sweep_id,)).fetchall()]
@@ -187,3 +189,13 @@ class SweepStore:
             row.update(cell["metrics"])
             rows.append(row)
         return rows
+
+    def table(self, sweep_id: str):
+        """The recorded cells of a sweep (``sweep_id`` or a unique prefix) as a pandas DataFrame: one
+        row per cell as :meth:`table_rows` gives them; ``attrs["sweep"]`` is the sweep's record."""
+        import pandas as pd
+
+        record = self.get(sweep_id)
+        table = pd.DataFrame(self.table_rows(record["id"]))
+        table.attrs["sweep"] = record
+        return table

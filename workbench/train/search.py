@@ -223,7 +223,8 @@ def _prepare(estimator, params, ratio, seed):
         model.set_params(ratio=ratio)
     before = model.get_params(deep=True)
     single_threaded(model)
-    forced = {k: v for k, v in before.items() if model.get_params(deep=True)[k] != v}
+    after = model.get_params(deep=True)
+    forced = {k: v for k, v in before.items() if not _same(after[k], v)}
     user_names: dict[str, str] = {}
 
     def translate(key: str) -> str:
@@ -236,6 +237,13 @@ def _prepare(estimator, params, ratio, seed):
 
     translated = [{translate(k): v for k, v in grid.items()} for grid in grids]
     return model, translated if isinstance(params, list) else translated[0], user_names, forced
+
+
+def _same(a, b) -> bool:
+    """Parameter equality where NaN equals NaN (``SimpleImputer(missing_values=np.nan)``)."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return a is b or a == b if not hasattr(a, "get_params") else a is b
 
 
 def _scorers(estimator, scoring):

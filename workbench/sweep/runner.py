@@ -1,0 +1,372 @@
+"""Running a sweep: one cluster per group of cells, scaled to each worker count, a watchdog on
+every attempt, and every cell recorded in the sweep store the moment it ends.
+
+For every cluster (a value of the ``cluster.*`` axes, if any) one cluster is started; for every
+worker count it is scaled to exactly that many workers and the sweep waits for them, so the worker
+set never changes under XGBoost; then the cells of that worker count run one after another, each
+through :func:`workbench.pipeline.run_pipeline`, and each is recorded (``sweep_cells``, one row per
+cell, never two). Running the same sweep again runs only the cells not yet recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dask.utils import format_time
+
+from .. import progress as progress_bars
+from ..cluster import cluster as open_cluster
+from ..cluster import cluster_summary, load_profile, scale
+from ..errors import ClusterError, ConfigError, WorkbenchError, WorkbenchWarning
+from ..stores.runs import describe_error
+from ..stores.sweeps import ABANDONED, SweepStore
+from .plan import (
+    Cell, LoadedSweep, SweepSpec, cell_pipeline, cell_profile, cluster_key, fingerprint, groups, load_sweep,
+    merge_recorded, plan_cells,
+)
+
+__all__ = ["SweepResult", "run_sweep", "sweep_table"]
+
+
+@dataclass
+class SweepResult:
+    """What one run of :func:`run_sweep` did."""
+
+    sweep_id: str
+    planned: int
+    skipped: int  # recorded before this run started
+    succeeded: int
+    failed: int
+    runs_dir: Path
+    seconds: float = 0.0
+    cell_seconds: float = 0.0  # inside run_pipeline, summed over the attempts
+    scaling_seconds: float = 0.0  # starting, scaling and waiting for workers
+    abandoned: list = field(default_factory=list)
+
+    @property
+    def overhead_seconds(self) -> float:
+        return max(0.0, self.seconds - self.cell_seconds)
+
+
+def run_sweep(
+    sweep: str | os.PathLike | dict | LoadedSweep,
+    *,
+    cluster: str | os.PathLike | dict | None = None,
+    client=None,
+    runs_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    retry_failed: bool = False,
+    overrides: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+    on_cell: Callable[[Cell, dict], None] | None = None,
+) -> SweepResult:
+    """Run the cells of a sweep not yet recorded, recording each as it ends.
+
+    ``cluster`` overrides the profile of the sweep file (which overrides the pipeline's). With
+    ``client`` the sweep uses that cluster and scales it (a cluster it cannot scale must already
+    have the one worker count the sweep asks for). ``resume=True`` insists the sweep was started
+    before; ``retry_failed`` runs the cells recorded as failed again. ``progress`` receives one line
+    per event (the command line prints them); ``on_cell`` is called with each cell and the row
+    recorded for it.
+    """
+    from ..pipeline import runs_directory
+
+    started = time.perf_counter()
+    loaded = sweep if isinstance(sweep, LoadedSweep) else load_sweep(sweep, overrides=overrides)
+    spec = loaded.spec
+    say = progress or (lambda message: None)
+    directory = runs_directory(loaded.pipeline, runs_dir or spec.runs_dir)
+    store = SweepStore(directory)
+    cells = plan_cells(spec)
+    profile = load_profile(cluster if cluster is not None else spec.cluster if spec.cluster is not None
+                           else loaded.pipeline.cluster)
+    if client is None:
+        for _, group in groups(cells, key=cluster_key):
+            _check_machine(_group_profile(profile, group[0]), group)
+    if resume and not store.exists(spec.name):
+        raise ConfigError(f"there is no sweep {spec.name!r} to resume in {store.database}",
+                          "run it without --resume to start it")
+    previous = store.get(spec.name) if store.exists(spec.name) else None
+    if previous is not None:
+        store.check(spec.name, fingerprint(loaded))
+    recorded_spec = merge_recorded(spec, previous["spec"] if previous else None)
+    existed = store.begin(spec.name, spec=recorded_spec, fingerprint=fingerprint(loaded),
+                          planned=len(plan_cells(SweepSpec.model_validate(recorded_spec))))
+    abandoned = store.abandon_running(spec.name)
+    recorded = store.recorded(spec.name)
+    todo = [c for c in cells if c.key not in recorded or (retry_failed and recorded[c.key] == "failed")]
+    result = SweepResult(spec.name, len(cells), len(cells) - len(todo), 0, 0, Path(directory), abandoned=abandoned)
+    if existed:
+        say(f"sweep {spec.name}: {sum(c.key in recorded for c in cells)} of {len(cells)} cells recorded before"
+            + (f"; {len(abandoned)} attempt(s) left running by a stopped sweep marked abandoned" if abandoned else "")
+            + f"; {len(todo)} to run")
+    else:
+        say(f"sweep {spec.name}: {len(cells)} cells ({' × '.join(f'{len(v)} {k}' for k, v in spec.axes.items())}"
+            f" × {spec.trials} trials), recorded in {store.database}")
+    tracker = _Progress(len(cells), result.skipped, todo, say)
+    with progress_bars.task(f"sweep {spec.name}", total=len(todo)) as bar:
+        for _, group in groups(todo, key=cluster_key):
+            group_profile = _group_profile(profile, group[0])
+            with _cluster_for(group, group_profile, client, result, say) as session:
+                rescale = _rescaler(session, group_profile, result, say)
+                for workers, cells_here in groups(group, key=lambda c: c.workers):
+                    rescale(workers)
+                    for cell in cells_here:
+                        _run_cell(loaded, cell, session, store, directory, tracker, result, say, rescale, on_cell)
+                        bar.advance()
+    result.seconds = time.perf_counter() - started
+    say(f"sweep {spec.name}: {result.succeeded} succeeded, {result.failed} failed, {result.skipped} recorded before; "
+        f"{result.seconds:.1f}s, of which {result.overhead_seconds:.1f}s outside the cells")
+    return result
+
+
+def sweep_table(sweep_id: str, runs_dir: str | os.PathLike | None = None):
+    """The recorded cells of a sweep as a pandas DataFrame (see :meth:`SweepStore.table`): one row
+    per cell, the axes, ``workers``, ``rows`` (training rows after RUS), ``<phase>_seconds``, the
+    metrics, status, faults."""
+    return SweepStore(runs_dir).table(sweep_id)
+
+
+# ---------------------------------------------------------------- clusters
+
+
+def _group_profile(profile, cell: Cell):
+    """The profile of the cluster ``cell`` runs on: ``profile`` with the cell's cluster axes."""
+    data = profile.model_dump(exclude_none=True)
+    changed = cell_profile(data, cell)
+    return profile if changed == data else load_profile(changed)
+
+
+def _check_machine(profile, cells: list[Cell]) -> None:
+    """A local cluster cannot have more workers × threads than the machine has cores."""
+    counts = [c.workers for c in cells if c.workers is not None]
+    if profile.type != "local" or not counts:
+        return
+    cores = os.cpu_count() or 1
+    most = max(counts)
+    threads = profile.cluster_kwargs(most)["threads_per_worker"]
+    if most * threads > cores:
+        raise ClusterError(
+            f"workers {most} × {threads} thread(s) is more than this machine's {cores} cores for a local cluster",
+            "use a batch-system profile (--cluster clusters/slurm.yaml) or fewer workers (--workers 1,2)",
+        )
+
+
+@contextmanager
+def _cluster_for(group: list[Cell], profile, client, result: SweepResult, say) -> Iterator:
+    """The client a group of cells runs on: the caller's, or one on a cluster started here for the
+    group (closed after it, which cancels a batch system's jobs)."""
+    if client is not None:
+        yield client
+        return
+    counts = [c.workers for c in group if c.workers is not None]
+    first = counts[0] if counts else None
+    if profile.type == "local" and counts:
+        # One worker is one node of fixed size: the threads a worker gets at the largest count.
+        threads = profile.cluster_kwargs(max(counts))["threads_per_worker"]
+        profile = load_profile({**profile.model_dump(exclude_none=True), "threads_per_worker": threads})
+    say(f"cluster: starting {profile.type}" + (f" with {first} worker(s)" if first else ""))
+    t = time.perf_counter()
+    with open_cluster(profile, workers=first) as own:
+        result.scaling_seconds += time.perf_counter() - t
+        try:
+            yield own
+        finally:
+            t = time.perf_counter()  # closing it (cancelling the jobs) counts as scaling too
+    result.scaling_seconds += time.perf_counter() - t
+
+
+def _rescaler(client, profile, result: SweepResult, say) -> Callable[[int | None], None]:
+    """``rescale(workers)``: the cluster at exactly ``workers`` workers (None: leave it as it is)."""
+    wait = profile.settings().get("wait_timeout") if profile.is_jobqueue else None
+
+    def rescale(workers: int | None) -> None:
+        if workers is None:
+            return
+        t = time.perf_counter()
+        before = len(client.scheduler_info(n_workers=-1)["workers"])
+        scale(client, workers, timeout=wait)
+        seconds = time.perf_counter() - t
+        result.scaling_seconds += seconds
+        if before != workers:
+            info = cluster_summary(client)
+            say(f"cluster: {info['workers']} worker(s), {info['threads']} thread(s) ({seconds:.1f}s to scale)")
+
+    return rescale
+
+
+# ---------------------------------------------------------------- cells
+
+
+class _Progress:
+    """Cells done, running and failed, and an ETA from the cells measured so far (per worker count)."""
+
+    def __init__(self, total: int, done: int, todo: list, say):
+        self.total, self.done, self.failed, self.say = total, done, 0, say
+        self.todo, self.index = todo, 0
+        self.seconds: dict = {}
+
+    def start(self, cell: Cell):
+        self.say(f"cell {self.done + self.failed + 1}/{self.total} {cell.label()}: running "
+                 f"({self.done} done, 1 running, {self.failed} failed)")
+
+    def end(self, cell: Cell, ok: bool, seconds: float, summary: str):
+        self.index += 1
+        remaining = self.todo[self.index:]
+        self.seconds.setdefault(cell.workers, []).append(seconds)
+        if ok:
+            self.done += 1
+        else:
+            self.failed += 1
+        eta = sum(self._expect(c.workers) for c in remaining)
+        self.say(f"cell {cell.label()}: {summary} | {self.done} done, 0 running, {self.failed} failed, "
+                 f"{len(remaining)} left, ETA {format_time(eta) if remaining else '-'}")
+
+    def _expect(self, workers) -> float:
+        here = self.seconds.get(workers) or [s for v in self.seconds.values() for s in v]
+        return sum(here) / len(here) if here else 0.0
+
+
+def _run_cell(loaded, cell, client, store, directory, tracker, result, say, rescale, on_cell):
+    spec = loaded.spec
+    pipeline = cell_pipeline(loaded, cell)
+    tracker.start(cell)
+    faults: list[str] = []
+    attempts = 0
+    row = None
+    cell_started = time.perf_counter()
+    while True:
+        attempts += 1
+        attempt = store.start_attempt(spec.name, cell.key)
+        t = time.perf_counter()
+        try:
+            outcome = _attempt(pipeline, client, directory, spec, cell, store, attempt, say)
+        except BaseException:  # Ctrl-C or SIGTERM: the attempt did not finish; the next run repeats the cell
+            store.end_attempt(spec.name, cell.key, attempt, "abandoned", ABANDONED)
+            raise
+        result.cell_seconds += time.perf_counter() - t
+        faults.extend(outcome["faults"])
+        if outcome["record"] is not None:
+            row = _row(cell, outcome["record"], spec, "succeeded", attempts, faults, None,
+                       time.perf_counter() - cell_started)
+            store.end_attempt(spec.name, cell.key, attempt, "succeeded", "; ".join(outcome["faults"]) or None, row)
+            break
+        error = outcome["error"]
+        retry = attempts <= spec.retries and not outcome["user_error"]
+        if not retry:
+            row = _row(cell, None, spec, "failed", attempts, faults, error, time.perf_counter() - cell_started,
+                       run_id=outcome["run_id"])
+            store.end_attempt(spec.name, cell.key, attempt, "failed", error, row)
+            break
+        store.end_attempt(spec.name, cell.key, attempt, "failed", error)
+        say(f"cell {cell.label()}: attempt {attempts} failed ({error}); trying again")
+        rescale(cell.workers)
+    if outcome["record"] is None or outcome["restarted"]:
+        rescale(cell.workers)  # back to the sweep's size before the next cell
+    ok = row["status"] == "succeeded"
+    if ok:
+        result.succeeded += 1
+        m = row["metrics"]
+        summary = (f"{row['seconds']:.1f}s (train {row['timings'].get('train', float('nan')):.1f}s), "
+                   f"{row['rows']:,} rows, ROC AUC {m.get('roc_auc', float('nan')):.4f}, PR AUC {m.get('pr_auc', float('nan')):.4f}"
+                   + (f", faults: {'; '.join(faults)}" if faults else ""))
+    else:
+        result.failed += 1
+        summary = f"failed after {attempts} attempt(s): {row['error']}"
+    tracker.end(cell, ok, row["seconds"], summary)
+    if on_cell is not None:
+        on_cell(cell, row)
+
+
+def _attempt(pipeline, client, directory, spec, cell, store, attempt, say) -> dict:
+    """One attempt at a cell in a thread, watched: past the timeout its work is cancelled and the
+    workers restarted, so a hung or lost worker never hangs the sweep."""
+    from ..pipeline import run_pipeline
+
+    box: dict[str, Any] = {"caught": []}
+    before = set(client.scheduler_info(n_workers=-1)["workers"])
+
+    def on_run(run):
+        box["run"] = run
+        store.attach_run(spec.name, cell.key, attempt, run.id)
+        run.log_data(sweep={"id": spec.name, "cell": cell.key, "attempt": attempt})
+
+    def target():
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", WorkbenchWarning)
+                box["caught"] = caught
+                box["result"] = run_pipeline(pipeline, client=client, runs_dir=directory, on_run=on_run)
+        except BaseException as exc:  # noqa: BLE001 - reported as the cell's fault
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"sweep-cell-{cell.key}", daemon=True)
+    thread.start()
+    try:
+        thread.join(spec.timeout_seconds)
+    except BaseException:
+        if "run" in box:
+            box["run"].fail("interrupted: the sweep was stopped (Ctrl-C or SIGTERM) during this cell")
+        raise
+    faults: list[str] = []
+    restarted = False
+    if thread.is_alive():
+        fault = f"timed out after {spec.timeout_seconds:g}s (watchdog): its work was cancelled and the workers restarted"
+        if "run" in box:
+            box["run"].fail(fault)
+        restarted = True
+        _cancel(client)
+        thread.join(60)
+        if thread.is_alive():
+            fault += "; the attempt did not stop and was abandoned"
+        faults.append(fault)
+        say(f"cell {cell.label()}: {fault}")
+        return {"record": None, "error": fault, "user_error": False, "faults": faults, "restarted": True,
+                "run_id": box["run"].id if "run" in box else None}
+    for w in box["caught"]:
+        # Faults are what went wrong with the cluster (a lost worker, training started over), not
+        # the reader's notes about the data, which every cell would repeat.
+        if issubclass(w.category, WorkbenchWarning) and "worker" in str(w.message):
+            faults.append(" ".join(str(w.message).split()))
+    after = set(client.scheduler_info(n_workers=-1)["workers"])
+    if after != before:
+        lost, new = len(before - after), len(after - before)
+        faults.append(f"{lost} worker(s) lost during the cell" + (f", {new} replacement(s) joined" if new else ""))
+    if "error" in box:
+        exc = box["error"]
+        return {"record": None, "error": describe_error(exc), "user_error": isinstance(exc, WorkbenchError),
+                "faults": faults, "restarted": restarted, "run_id": box["run"].id if "run" in box else None}
+    record = box["result"].record
+    attempts = record.data.get("training_attempts", 1)
+    if attempts and attempts > 1 and not any("lost" in f for f in faults):
+        faults.append(f"training started over {attempts - 1} time(s) after losing a worker")
+    return {"record": record, "error": None, "user_error": False, "faults": faults, "restarted": restarted,
+            "run_id": record.id}
+
+
+def _cancel(client) -> None:
+    """Cancel everything running on the cluster: restart the workers (their tasks and data go)."""
+    try:
+        client.restart(timeout=120, wait_for_workers=False)
+    except Exception:  # noqa: BLE001 - the next rescale waits for the workers and reports
+        pass
+
+
+def _row(cell: Cell, record, spec: SweepSpec, status, attempts, faults, error, seconds, run_id=None) -> dict:
+    row = {"axes": cell.axes, "trial": cell.trial, "seed": cell.seed, "status": status, "attempts": attempts,
+           "faults": list(faults), "error": error, "seconds": float(seconds), "run_id": run_id,
+           "workers": None, "threads": None, "rows": None, "timings": {}, "metrics": {}, "versions": {}}
+    if record is not None:
+        sampled = record.data.get("sampled") or {}
+        row.update(run_id=record.id, workers=record.cluster.get("workers"), threads=record.cluster.get("threads"),
+                   rows=sampled.get("rows"), timings=dict(record.timings), versions=dict(record.versions),
+                   metrics={m: record.metrics.get(m) for m in spec.metrics})
+    return row
