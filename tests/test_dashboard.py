@@ -207,6 +207,7 @@ def test_a_model_type_registered_outside_shows_its_view_in_the_cli_and_on_the_pa
 
     class OutsideModel(BaseModel):
         type: Literal["outside_stump"] = "outside_stump"
+        seed: int = 0
 
     def show(data: dict) -> ModelView:
         return ModelView((f"outside_stump: split on {data['split_on']} <at> {data['cut']}",),

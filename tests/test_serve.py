@@ -9,14 +9,13 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 import urllib.request
-from pathlib import Path
 
 import psutil
 import pytest
 
-from .test_dashboard import NAME, record_runs
+from .cli.helpers import wait_for
+from .test_dashboard import record_runs
 
 
 def chromium() -> str:
@@ -26,13 +25,6 @@ def chromium() -> str:
     return found
 
 
-def wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while text not in (content := path.read_text()):
-        assert proc.poll() is None, f"workbench serve exited early:\n{content}"
-        assert time.monotonic() < deadline, content
-        time.sleep(0.2)
-    return content
 
 
 def get(url: str) -> tuple[int, str]:

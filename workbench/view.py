@@ -216,7 +216,7 @@ def format_text(view: RunView, *, details: bool = True) -> str:
     if view.plots:
         line("plots", f"{', '.join(view.plots)} in {view.run_directory}")
     if details:
-        line("created", f"{view.created_at}  finished {view.finished_at or '-'}" + (
+        line("created", f"{view.created_at}  finished {view.finished_at or DASH}" + (
             f"  (wall time {view.wall_time})" if view.wall_seconds is not None else ""))
         line("seeds", json.dumps(view.seeds))
         line("cluster", json.dumps(view.cluster))

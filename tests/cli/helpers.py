@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 TIMEOUT = 300
@@ -77,3 +78,13 @@ def small_pipeline_text(name: str = "small", *, target: str = "is_miner") -> str
 
 # A cluster profile file: one worker process with two threads, the smallest cluster a command starts.
 SMALL_PROFILE = "type: local\nn_workers: 1\nthreads_per_worker: 2\n"
+
+
+def wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 120) -> str:
+    """The text of ``path`` once it holds ``text``; fails if ``proc`` (workbench serve) exits first."""
+    deadline = time.monotonic() + timeout
+    while text not in (content := path.read_text()):
+        assert proc.poll() is None, f"workbench serve exited early:\n{content}"
+        assert time.monotonic() < deadline, content
+        time.sleep(0.2)
+    return content

@@ -14,7 +14,6 @@ import json
 import re
 import signal
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,7 +27,7 @@ import typer
 from workbench.cli import app, main
 from workbench.stores.runs import RunStore
 
-from .helpers import RUN_ID, SAY_LINE, SMALL_PROFILE, assert_one_line_error, small_pipeline_text, workbench
+from .helpers import RUN_ID, SAY_LINE, SMALL_PROFILE, assert_one_line_error, small_pipeline_text, wait_for, workbench
 
 REPO = Path(__file__).resolve().parents[2]
 SHARD = "data/small/btc_addresses-{:012d}.parquet"
@@ -181,6 +180,16 @@ def test_run_on_its_own_cluster_with_cluster_and_workers_options(store):
     assert re.search(rf"^{SAY_LINE}cluster: 1 worker\(s\)", log, re.MULTILINE), log
     assert sorted(p.name for p in (store.cwd / "data" / "small").glob("*.parquet")) == [
         Path(SHARD.format(i)).name for i in range(4)]
+
+
+def test_run_on_a_threads_only_local_profile(store):
+    """processes: false runs the workers as threads of the command itself, still on loopback TCP."""
+    (store.cwd / "threads.yaml").write_text("type: local\nn_workers: 1\nprocesses: false\n")
+    done = workbench("run", "small.yaml", "--cluster", "threads.yaml", "--runs-dir", "T", cwd=store.cwd)
+    assert done.returncode == 0, done.stderr
+    [record] = RunStore(store.cwd / "T").list()
+    assert record.status == "succeeded" and record.cluster["workers"] == 1
+    assert record.metrics["roc_auc"] == RunStore(store.runs).get(first_line_id(store.own)).metrics["roc_auc"]
 
 
 def test_run_connects_to_a_running_scheduler(store):
@@ -345,13 +354,6 @@ def test_data_synth_options_and_overwrite(tmp_path):
 # ---------------------------------------------------------------- serve
 
 
-def wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while text not in (content := path.read_text()):
-        assert proc.poll() is None, f"workbench serve exited early:\n{content}"
-        assert time.monotonic() < deadline, content
-        time.sleep(0.2)
-    return content
 
 
 def test_serve_a_run_through_its_connection_file_then_ctrl_c(store, tmp_path):

@@ -153,3 +153,13 @@ def test_a_fit_that_returns_no_model_is_one_line_through_the_command(tmp_path):
 
     [record] = RunStore(tmp_path / "runs").list()
     assert record.status == "failed"
+
+
+def test_a_spec_without_a_seed_is_refused_at_registration():
+    class Seedless(StrictModel):
+        type: Literal["seedless"]
+
+    with pytest.raises(ConfigError, match=r"model type 'seedless': its spec Seedless has no seed field; "
+                                          r'give it `type: Literal\["seedless"\]` and `seed: int = 0`'):
+        register_model_type(ModelType("seedless", Seedless, fit_collected_logistic))
+    assert "seedless" not in MODEL_TYPES

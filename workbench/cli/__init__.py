@@ -14,8 +14,10 @@ import typer
 
 from .. import progress
 from ..errors import WorkbenchError, WorkbenchWarning
-from . import core  # noqa: F401  (registers the commands)
-from . import data  # noqa: F401  (data cache, data inspect, data export-bigquery, bench-io)
+from . import (
+    core,  # noqa: F401  (registers the commands)
+    data,  # noqa: F401  (data cache, data inspect, data export-bigquery, bench-io)
+)
 from . import sweep as _sweep  # noqa: F401  (registers sweep, sweeps, report, recommend)
 from ._app import app
 from ._progress import RichReporter

@@ -8,8 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import ClusterOption, RunsDirOption, WorkersOption, app, cluster_app, data_app, runs_app
+from ._app import (
+    ClusterOption,
+    RunsDirOption,
+    WorkersOption,
+    app,
+    cluster_app,
+    data_app,
+    runs_app,
+)
 from ._app import echo_progress as _echo_progress
+
 
 @app.command()
 def run(
@@ -22,10 +31,9 @@ def run(
     ] = None,
     runs_dir: RunsDirOption = None,
 ):
-    """Run a pipeline: data → split → RUS → XGBoost → exact metrics, recorded in the run store."""
+    """Run a pipeline: data → split → RUS → train (any model type) → exact metrics, recorded in the run store."""
     from ..cluster import cluster as open_cluster
-    from ..pipeline import load_pipeline
-    from ..pipeline import run_pipeline
+    from ..pipeline import load_pipeline, run_pipeline
     from ..view import format_text, run_view
 
     spec = load_pipeline(pipeline)

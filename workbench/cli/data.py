@@ -8,7 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import ClusterOption, RunsDirOption, WorkersOption, app, data_app, echo_progress
+from ._app import (
+    ClusterOption,
+    RunsDirOption,
+    WorkersOption,
+    app,
+    data_app,
+    echo_progress,
+)
 
 ConnectOption = Annotated[
     Optional[str],

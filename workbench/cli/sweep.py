@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from dask.utils import format_time
 
 from ..errors import WorkbenchError
 from ._app import ClusterOption, RunsDirOption, app
@@ -95,8 +96,8 @@ def sweep(
         result = run_sweep(sweep_file, cluster=cluster, runs_dir=runs_dir, resume=resume, retry_failed=retry_failed,
                            overrides=overrides, progress=say)
     typer.echo(f"sweep {result.sweep_id}: {result.planned} cells; {result.succeeded} succeeded and {result.failed} failed "
-               f"in this run, {result.skipped} recorded before; {result.seconds:.1f}s "
-               f"({result.overhead_seconds:.1f}s outside the cells)")
+               f"in this run, {result.skipped} recorded before; {format_time(result.seconds)} "
+               f"({format_time(result.overhead_seconds)} outside the cells)")
     typer.echo(f"  recorded in   {Path(result.runs_dir) / 'runs.sqlite'}")
     if report:
         from ..report import write_report

@@ -95,8 +95,10 @@ def make_cluster(profile=None, *, workers: int | None = None):
     try:
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
             return LocalCluster(**kwargs)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ClusterError(f"the local cluster did not start: {exc}", "check the profile's values") from None
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: "Cluster failed to start"
+        cause = exc.__cause__ or exc
+        raise ClusterError(f"the local cluster did not start: {' '.join(str(cause).split())[:200]}",
+                           "check the profile's values") from None
 
 
 def _start_jobs(profile: JobqueueProfile, workers: int | None):

@@ -74,6 +74,10 @@ class LocalProfile(StrictModel):
         # slower (measured, 1M rows x 30 features). XGBoost is the OpenMP user here and sizes its
         # pool from the worker's threads, so OpenMP gets exactly those.
         merged["env"] = {"OMP_NUM_THREADS": str(merged["threads_per_worker"]), **(merged.get("env") or {})}
+        if merged.get("processes") is False and merged.get("host") and "protocol" not in merged:
+            # Threads in this process talk over Dask's in-process transport, which has no host to bind:
+            # with a host (127.0.0.1 by default here) the scheduler listens on TCP there instead.
+            merged["protocol"] = "tcp://"
         return {k: v for k, v in merged.items() if v is not None}
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import zarr
-from dask.utils import parse_bytes
+from dask.utils import format_bytes, format_time, parse_bytes
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from ..errors import DataError, WorkbenchWarning
@@ -112,7 +112,7 @@ def build_cache(
     attrs = {"sources": sources, "schema": _schema(path, storage_options), "normalisation": normalisation}
     lengths = write_store(data, final, compressor=compressor, chunk_rows=chunk_rows, client=client, attrs=attrs)
     say(f"cache: wrote {sum(lengths):,} rows, {len(data.features)} features in "
-        f"{time.perf_counter() - started:.1f}s ({disk_usage(final) / 2**20:.1f} MiB on disk)")
+        f"{format_time(time.perf_counter() - started)} ({format_bytes(disk_usage(final))} on disk)")
     return final
 
 

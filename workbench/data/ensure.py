@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dask.utils import format_time
+
 __all__ = ["export_missing", "ensure_export"]
 
 
@@ -57,7 +59,7 @@ def ensure_export(data_spec, client=None, say: Callable[[str], None] | None = No
 
         say(f"data: no files at {first}; writing the {data_spec.example} example as Parquet in {directory}/")
         files = export_nycflights(directory)
-    say(f"data: wrote {len(files)} shard(s) in {time.perf_counter() - started:.1f}s")
+    say(f"data: wrote {len(files)} shard(s) in {format_time(time.perf_counter() - started)}")
     return files
 
 

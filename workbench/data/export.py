@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dask.utils import format_time
+
 from ..errors import DataError
 
 __all__ = ["ExportResult", "export_bigquery", "export_sql", "extract_job_config", "export_uri", "training_hint"]
@@ -118,7 +120,7 @@ def export_bigquery(
         raise _job_error(exc) from None
     seconds = time.perf_counter() - started
     processed = getattr(job, "total_bytes_processed", None)
-    say(f"bigquery: job {job.job_id} done in {seconds:.1f}s" + (f", {processed:,} bytes processed" if processed else ""))
+    say(f"bigquery: job {job.job_id} done in {format_time(seconds)}" + (f", {processed:,} bytes processed" if processed else ""))
     prefix = uri.rsplit("/", 1)[0] + "/"
     shards = _list_shards(uri, storage_options)
     return ExportResult(job_id=job.job_id, uri=uri, uri_prefix=prefix, shards=shards, sql=sql, seconds=seconds)

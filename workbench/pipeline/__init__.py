@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dask.config
+from dask.utils import format_time
 
 from .. import progress
 from ..cluster import cluster as open_cluster
@@ -106,7 +107,7 @@ def run_pipeline(
                 on_run(run)
             result = _run(spec, client, run, say)
             record = run.succeed(result.trained.metrics.to_dict())
-    say(f"done in {time.perf_counter() - started:.1f}s")
+    say(f"done in {format_time(time.perf_counter() - started)}")
     return PipelineResult(record=record, trained=result.trained, train=result.train, test=result.test)
 
 

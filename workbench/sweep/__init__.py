@@ -17,7 +17,15 @@ A sweep file names (or embeds) a pipeline file and gives the axes::
 """
 
 from .plan import (
-    SWEEP_AXES, WORKERS_AXIS, Cell, LoadedSweep, SweepAxis, SweepSpec, cell_pipeline, load_sweep, plan_cells,
+    SWEEP_AXES,
+    WORKERS_AXIS,
+    Cell,
+    LoadedSweep,
+    SweepAxis,
+    SweepSpec,
+    cell_pipeline,
+    load_sweep,
+    plan_cells,
 )
 from .runner import SweepResult, run_sweep, sweep_table
 

@@ -29,8 +29,17 @@ from ..errors import ClusterError, ConfigError, WorkbenchError, WorkbenchWarning
 from ..stores.runs import describe_error
 from ..stores.sweeps import ABANDONED, SweepStore
 from .plan import (
-    Cell, LoadedSweep, SweepSpec, cell_pipeline, cell_profile, cluster_key, fingerprint, groups, load_sweep,
-    merge_recorded, plan_cells,
+    Cell,
+    LoadedSweep,
+    SweepSpec,
+    cell_pipeline,
+    cell_profile,
+    cluster_key,
+    fingerprint,
+    groups,
+    load_sweep,
+    merge_recorded,
+    plan_cells,
 )
 
 __all__ = ["SweepResult", "run_sweep", "sweep_table"]
@@ -124,7 +133,7 @@ def run_sweep(
                         bar.advance()
     result.seconds = time.perf_counter() - started
     say(f"sweep {spec.name}: {result.succeeded} succeeded, {result.failed} failed, {result.skipped} recorded before; "
-        f"{result.seconds:.1f}s, of which {result.overhead_seconds:.1f}s outside the cells")
+        f"{format_time(result.seconds)}, of which {format_time(result.overhead_seconds)} outside the cells")
     return result
 
 
@@ -198,7 +207,7 @@ def _rescaler(client, profile, result: SweepResult, say) -> Callable[[int | None
         result.scaling_seconds += seconds
         if before != workers:
             info = cluster_summary(client)
-            say(f"cluster: {info['workers']} worker(s), {info['threads']} thread(s) ({seconds:.1f}s to scale)")
+            say(f"cluster: {info['workers']} worker(s), {info['threads']} thread(s) ({format_time(seconds)} to scale)")
 
     return rescale
 

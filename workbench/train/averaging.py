@@ -25,7 +25,13 @@ from .. import progress
 from ..data.dataset import Dataset
 from ..errors import WorkbenchError
 from ..metrics import Metrics
-from .incremental import Monitor, epoch_monitor, fit_preprocessor, new_history, record_epoch
+from .incremental import (
+    Monitor,
+    epoch_monitor,
+    fit_preprocessor,
+    new_history,
+    record_epoch,
+)
 
 __all__ = ["AveragedSGDResult", "train_averaged_sgd", "average_models"]
 

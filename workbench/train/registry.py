@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from ..registry import Registry
 
 if TYPE_CHECKING:  # the registry is read by views that should not import Dask
@@ -31,8 +32,9 @@ class ModelView:
 
 @dataclass
 class Fitted:
-    """What a model type's ``fit`` returns. The pipeline scores ``model`` on the test set, and
-    every model of ``compared`` on the same rows (ensemble members, a search's defaults)."""
+    """What a model type's ``fit`` returns. The pipeline scores ``model`` on the test set or, when
+    ``compared`` is given, every model of it on the same rows (an ensemble and its members), with
+    ``primary`` naming the one the run stands for (None: the best by PR AUC)."""
 
     model: Any  # what is saved and predicts: a Booster, a fitted scikit-learn classifier, ...
     compared: dict[str, Any] = field(default_factory=dict)  # name -> another fitted model to score
@@ -40,7 +42,6 @@ class Fitted:
     history: dict = field(default_factory=dict)  # {curve: {metric: [values per round or epoch]}}
     data: dict = field(default_factory=dict)  # what else the run record keeps
     result: Any = None  # the trainer's own result object
-    iteration_range: tuple[int, int] | None = None  # boosters: the rounds to predict with
 
 
 @dataclass
@@ -63,7 +64,7 @@ class ModelType:
     spec: type  # a pydantic model with ``type: Literal[name]``
     fit: Callable[[Any, FitContext], Fitted]
     show: Callable[[dict], ModelView] = lambda data: ModelView()
-    summary: str = ""
+    summary: str = ""  # one line: what the type does
 
 
 def _load_builtins() -> None:
@@ -74,5 +75,15 @@ MODEL_TYPES: Registry[ModelType] = Registry("model type", loader=_load_builtins,
 
 
 def register_model_type(model_type: ModelType, *, replace: bool = False) -> ModelType:
-    """Make ``model_type.name`` a ``model.type`` that pipeline files may use."""
+    """Make ``model_type.name`` a ``model.type`` that pipeline files may use.
+
+    Its spec needs a ``type`` field and a ``seed`` field (runs record the model's seed, and sweeps
+    vary it per trial).
+    """
+    fields = getattr(model_type.spec, "model_fields", {})
+    missing = [name for name in ("type", "seed") if name not in fields]
+    if missing:
+        raise ConfigError(f"model type {model_type.name!r}: its spec {model_type.spec.__name__} has no "
+                          f"{' and no '.join(missing)} field",
+                          f'give it `type: Literal["{model_type.name}"]` and `seed: int = 0`')
     return MODEL_TYPES.register(model_type.name, model_type, replace=replace)

@@ -178,7 +178,7 @@ def fit_xgboost(model: XGBoostModel, ctx: FitContext) -> Fitted:
         ctx.train, valid=valid, params=model.params, num_boost_round=model.num_boost_round,
         early_stopping_rounds=model.early_stopping_rounds if valid is not None else None,
         scale_pos_weight=model.scale_pos_weight, seed=model.seed, client=ctx.client,
-        on_phase=lambda phase, seconds: (ctx.timed(phase, seconds), ctx.say(f"{phase}: {seconds:.1f}s")),
+        on_phase=lambda phase, seconds: (ctx.timed(phase, seconds), ctx.say(f"{phase}: {format_time(seconds)}")),
     )
     return Fitted(result.booster, history=result.history, result=result,
                   data={"best_iteration": result.best_iteration, "boosted_rounds": result.num_boosted_rounds,
@@ -207,7 +207,7 @@ def _fit_members(specs, method, cv, seed, ctx: FitContext) -> Fitted:
     result = train_ensemble(members, ctx.train, method=method, cv=cv, seed=seed, client=ctx.client)
     ctx.timed("train", result.timings.get("parallel", 0.0) + result.timings.get("collect", 0.0))
     if len(members) > 1:
-        ctx.say(f"train: {time.perf_counter() - started:.1f}s wall, {result.timings['serial']:.1f}s of fits "
+        ctx.say(f"train: {format_time(time.perf_counter() - started)} wall, {format_time(result.timings['serial'])} of fits "
                 f"({result.timings['serial'] / max(result.timings['parallel'], 1e-9):.2f}x in parallel)")
     models = result.models
     # The combination represents the run; with the members alone, the pipeline picks the best by PR AUC.
