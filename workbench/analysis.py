@@ -113,6 +113,9 @@ def load_results(source, *, runs_dir=None, columns: dict[str, str] | None = None
     raw = SweepStore(runs_dir).table(text)
     if raw.empty:
         raise WorkbenchError(f"sweep {raw.attrs['sweep']['id']!r} has no recorded cells yet", "run it with `workbench sweep FILE`")
+    if not (raw["status"] == "succeeded").any():
+        raise WorkbenchError(f"sweep {raw.attrs['sweep']['id']!r} has no succeeded cells ({len(raw)} failed)",
+                             "fix what failed and run `workbench sweep FILE --retry-failed`")
     table = normalise(raw, columns=columns, time=time, source=f"sweep {raw.attrs['sweep']['id']}")
     table.attrs.update(raw.attrs)
     table.attrs["all_cells"] = raw
@@ -285,7 +288,7 @@ def summary(table: pd.DataFrame, response: str = TIME, by: str | None = None) ->
     keys = [by, "workers"]
     grouped = table.groupby(keys, sort=False)[response]
     out = grouped.agg(["count", "mean", "median", "std"]).reset_index()
-    if "rows" in table.columns:
+    if "rows" in table.columns and by != "rows":  # sized by rows: the rows are the key already
         out = out.merge(table.groupby(keys, sort=False)["rows"].median().rename("rows").reset_index(), on=keys)
     order = {v: i for i, v in enumerate(size_order(table, by))}
     return out.sort_values([by, "workers"], key=lambda s: s.map(order) if s.name == by else s).reset_index(drop=True)

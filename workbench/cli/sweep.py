@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -74,7 +73,7 @@ def sweep(
         overrides["axes.sampling.ratio"] = [r.strip() for r in ratios.split(",") if r.strip()]
     for item in axis or []:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip():
+        if not sep or not key.strip() or not text.replace(",", "").strip():
             raise WorkbenchError(f"--axis {item!r} is not KEY=V1,V2", "e.g. --axis model.params.max_depth=4,6,8")
         overrides[f"axes.{key.strip()}"] = _values(text, "--axis")
     for key, value in (("trials", trials), ("timeout", timeout), ("retries", retries)):
@@ -85,7 +84,7 @@ def sweep(
         overrides["seeds"] = values[0] if len(values) == 1 else values
     if metrics:
         overrides["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]
-    say = _echo_progress(time.perf_counter())
+    say = _echo_progress()  # on the command's clock, like the bars' lines
     if connect:
         from ..cluster import cluster as open_cluster
 

@@ -100,6 +100,8 @@ def run_sweep(
     if client is None:
         for _, group in groups(cells, key=cluster_key):
             _check_machine(_group_profile(profile, group[0]), group)
+    elif client.cluster is None:
+        _check_fixed_size(client, cells)
     if resume and not store.exists(spec.name):
         raise ConfigError(f"there is no sweep {spec.name!r} to resume in {store.database}",
                           "run it without --resume to start it")
@@ -166,6 +168,20 @@ def _check_machine(profile, cells: list[Cell]) -> None:
         raise ClusterError(
             f"workers {most} × {threads} thread(s) is more than this machine's {cores} cores for a local cluster",
             "use a batch-system profile (--cluster clusters/slurm.yaml) or fewer workers (--workers 1,2)",
+        )
+
+
+def _check_fixed_size(client, cells: list[Cell]) -> None:
+    """A cluster started elsewhere (``--connect``) cannot be scaled from here: refuse, before
+    anything runs or is recorded, a worker count it does not have."""
+    counts = list(dict.fromkeys(c.workers for c in cells if c.workers is not None))
+    have = len(client.scheduler_info(n_workers=-1)["workers"])
+    other = [w for w in counts if w != have]
+    if other:
+        raise ClusterError(
+            f"the cluster at {client.scheduler.address} has {have} workers and cannot be scaled from here "
+            f"to {other[0]}",
+            f"sweep only --workers {have} on it, or let the sweep start its own cluster (drop --connect)",
         )
 
 
@@ -283,9 +299,9 @@ def _run_cell(loaded, cell, client, store, directory, tracker, result, say, resc
     ok = row["status"] == "succeeded"
     if ok:
         result.succeeded += 1
-        m = row["metrics"]
+        kept = ", ".join(f"{_LABELS.get(name, name)} {_number(value)}" for name, value in row["metrics"].items())
         summary = (f"{row['seconds']:.1f}s (train {row['timings'].get('train', float('nan')):.1f}s), "
-                   f"{row['rows']:,} rows, ROC AUC {m.get('roc_auc', float('nan')):.4f}, PR AUC {m.get('pr_auc', float('nan')):.4f}"
+                   f"{row['rows']:,} rows" + (f", {kept}" if kept else "")
                    + (f", faults: {'; '.join(faults)}" if faults else ""))
     else:
         result.failed += 1
@@ -293,6 +309,13 @@ def _run_cell(loaded, cell, client, store, directory, tracker, result, say, resc
     tracker.end(cell, ok, row["seconds"], summary)
     if on_cell is not None:
         on_cell(cell, row)
+
+
+_LABELS = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC"}
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
 
 
 def _attempt(pipeline, client, directory, spec, cell, store, attempt, say) -> dict:
