@@ -88,3 +88,19 @@ def wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 120
         assert time.monotonic() < deadline, content
         time.sleep(0.2)
     return content
+
+
+def in_process(capsys, monkeypatch, default_cwd: Path):
+    """``workbench ARGS`` run by ``workbench.cli.main`` in this process, from ``default_cwd`` (or
+    ``cwd=``): its exit code, stdout and stderr. For commands that start no cluster."""
+    from types import SimpleNamespace
+
+    from workbench.cli import main
+
+    def call(*args, cwd: Path = default_cwd):
+        monkeypatch.chdir(cwd)
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return call

@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 import pytest
 import typer
 
-from workbench.cli import app, main
+from workbench.cli import app
 from workbench.stores.runs import RunStore
 
-from .helpers import RUN_ID, SAY_LINE, SMALL_PROFILE, assert_one_line_error, small_pipeline_text, wait_for, workbench
+from .helpers import RUN_ID, SAY_LINE, SMALL_PROFILE, assert_one_line_error, in_process, small_pipeline_text, wait_for, workbench
 
 REPO = Path(__file__).resolve().parents[2]
 SHARD = "data/small/btc_addresses-{:012d}.parquet"
@@ -36,14 +36,7 @@ SHARD = "data/small/btc_addresses-{:012d}.parquet"
 @pytest.fixture
 def cli(capsys, monkeypatch, tmp_path):
     """``workbench ARGS`` in this process, from ``tmp_path`` (or ``cwd=``): its exit code, stdout and stderr."""
-
-    def call(*args, cwd: Path = tmp_path):
-        monkeypatch.chdir(cwd)
-        code = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
-
-    return call
+    return in_process(capsys, monkeypatch, tmp_path)
 
 
 # ---------------------------------------------------------------- the command tree

@@ -20,12 +20,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from workbench.cli import main
 from workbench.data.synth import synth_bitcoin_export
 from workbench.stores.runs import RunStore
 from workbench.stores.sweeps import SweepStore
 
-from .helpers import SAY_LINE, assert_one_line_error, workbench
+from .helpers import SAY_LINE, assert_one_line_error, in_process, workbench
 
 WATCHDOG = "timed out after 3s (watchdog)"
 
@@ -69,14 +68,7 @@ def work(tmp_path_factory):
 @pytest.fixture
 def cli(capsys, monkeypatch, work):
     """``workbench ARGS`` in this process, from the work directory (or ``cwd=``)."""
-
-    def call(*args, cwd: Path = work):
-        monkeypatch.chdir(cwd)
-        code = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
-
-    return call
+    return in_process(capsys, monkeypatch, work)
 
 
 def assert_ok(proc):
