@@ -13,7 +13,6 @@ is reported as a share of the whole (sweep + report) wall time, next to the clie
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import subprocess
 import sys
