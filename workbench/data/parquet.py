@@ -148,13 +148,8 @@ def read_footer(fs: fsspec.AbstractFileSystem, path: str) -> pq.FileMetaData:
     try:
         return pq.read_metadata(open_file(fs, path))
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
-        known = storage_error(exc, path)
-        if known is not None:
-            raise known from None
-        raise DataError(
-            f"{os.path.basename(path)} is not a readable Parquet file ({str(exc).splitlines()[0]})",
-            "re-export or remove the file (a truncated upload is the usual cause)",
-        ) from None
+        raise _unreadable(exc, path, "is not a readable Parquet file",
+                          "re-export or remove the file (a truncated upload is the usual cause)") from None
 
 
 def read_footers(fs: fsspec.AbstractFileSystem, files: list[str]) -> list[pq.FileMetaData]:
@@ -168,13 +163,13 @@ def read_row_groups(fs: fsspec.AbstractFileSystem, path: str, row_groups, column
     try:
         return pq.ParquetFile(open_file(fs, path)).read_row_groups(list(row_groups), columns=list(columns))
     except (pa.ArrowInvalid, OSError) as exc:
-        known = storage_error(exc, path)
-        if known is not None:
-            raise known from None
-        raise DataError(
-            f"{os.path.basename(path)} is corrupt ({str(exc).splitlines()[0]})",
-            "re-export or remove the file",
-        ) from None
+        raise _unreadable(exc, path, "is corrupt", "re-export or remove the file") from None
+
+
+def _unreadable(exc: BaseException, path: str, problem: str, fix: str) -> DataError:
+    """The storage's own error for ``path`` if it is one (missing bucket, no access), else ``problem``."""
+    return storage_error(exc, path) or DataError(
+        f"{os.path.basename(path)} {problem} ({str(exc).splitlines()[0]})", fix)
 
 
 # ---------------------------------------------------------------- schema

@@ -253,12 +253,8 @@ def evaluate_models(models: dict, data: Dataset, threshold: float = 0.5, *, unde
     if on_phase:
         on_phase("predict", time.perf_counter() - started)
     started = time.perf_counter()
-    try:
-        metrics = {name: evaluate(scored, threshold, score=name, undersampling=undersampling,
-                                  scale=score_scale(model))
-                   for name, model in models.items()}
-    finally:
-        del scored
+    metrics = {name: evaluate(scored, threshold, score=name, undersampling=undersampling, scale=score_scale(model))
+               for name, model in models.items()}
     if on_phase:
         on_phase("metrics", time.perf_counter() - started)
     return metrics
