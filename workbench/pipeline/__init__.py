@@ -200,8 +200,8 @@ def _train_and_evaluate(spec: PipelineSpec, sampled: Dataset, valid: Dataset | N
     fitted: Fitted = MODEL_TYPES.get_entry(kind).fit(spec.model, FitContext(
         train=sampled, valid=valid, client=client, timed=timed, say=say, monitor=monitor, pipeline=spec))
 
-    models = dict(fitted.compared) or {fitted.primary or kind: fitted.model}
-    if not isinstance(fitted, Fitted) or any(model is None for model in models.values()):
+    models = (dict(fitted.compared) or {fitted.primary or kind: fitted.model}) if isinstance(fitted, Fitted) else {}
+    if not models or any(model is None for model in models.values()):
         raise WorkbenchError(f"model type {kind!r} returned no fitted model",
                              "its fit function must return Fitted(model) (see docs/pipeline.md#adding-a-model-type)")
     known = {name: monitor.seen[id(model)] for name, model in models.items() if id(model) in monitor.seen}
