@@ -3,8 +3,34 @@ distributed code path crosses a process boundary)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
 from distributed import Client, LocalCluster
+
+
+SHARED_TMP = os.environ.get("WORKBENCH_TEST_SHARED_TMP", "/var/tmp")
+
+
+def pytest_configure(config):
+    """Test files live where every node of a cluster can read them, as a user's data must.
+
+    The nodes of the emulated SLURM cluster (clusters/dev/slurm-up.sh) have their own /tmp, as real
+    nodes do, so pytest's ``tmp_path`` (under /tmp by default) would be invisible to their workers.
+    Unless ``--basetemp`` is given, the session's temporary files go under a shared directory.
+    """
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        os.makedirs(SHARED_TMP, exist_ok=True)
+        config.option.basetemp = tempfile.mkdtemp(prefix="workbench-pytest-", dir=SHARED_TMP)
+        config._workbench_basetemp = config.option.basetemp
+
+
+def pytest_unconfigure(config):
+    basetemp = getattr(config, "_workbench_basetemp", None)
+    if basetemp:
+        shutil.rmtree(basetemp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

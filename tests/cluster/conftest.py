@@ -15,6 +15,10 @@ import pytest
 
 
 
+INTERFACE = "wb0"  # the emulated cluster's network, on the host and on every node
+NODES = ("n1", "n2", "n3")
+
+
 def slurm_problem() -> str | None:
     if not shutil.which("sinfo"):
         return "no SLURM client here (run clusters/dev/slurm-up.sh as root)"
@@ -54,6 +58,7 @@ def write_profile(directory: Path, name: str = "slurm.yaml", **overrides) -> Pat
         "type": "slurm", "queue": "debug", "cores": 1, "processes": 1, "memory": "1500MB", "walltime": "00:15:00",
         "log_directory": str(directory / "logs"), "local_directory": str(directory / "scratch"),
         "shared_temp_directory": str(directory / "tls"), "wait_timeout": "120s", "job_name": "wb-test",
+        "interface": INTERFACE,
         **overrides,
     }
     import yaml
