@@ -103,11 +103,16 @@ def normalise(table: pd.DataFrame, *, columns: dict[str, str] | None = None, tim
 
 def load_results(source, *, runs_dir=None, columns: dict[str, str] | None = None, time: str = TIME) -> pd.DataFrame:
     """A results table from a sweep id (in the run store), a CSV/Parquet path, or a DataFrame."""
+    unit = "nodes" if (columns or {}).get("workers") == "nodes" else "workers"
     if isinstance(source, pd.DataFrame):
-        return normalise(source, columns=columns, time=time)
+        table = normalise(source, columns=columns, time=time)
+        table.attrs["unit"] = unit
+        return table
     text = os.fspath(source)
     if Path(text).suffix.lower() in (".csv", ".parquet", ".pq", ".tsv") or Path(text).is_file():
-        return read_table(text, columns=columns, time=time)
+        table = read_table(text, columns=columns, time=time)
+        table.attrs["unit"] = unit
+        return table
     from .stores.sweeps import SweepStore
 
     raw = SweepStore(runs_dir).table(text)
@@ -116,9 +121,15 @@ def load_results(source, *, runs_dir=None, columns: dict[str, str] | None = None
     if not (raw["status"] == "succeeded").any():
         raise WorkbenchError(f"sweep {raw.attrs['sweep']['id']!r} has no succeeded cells ({len(raw)} failed)",
                              "fix what failed and run `workbench sweep FILE --retry-failed`")
+    unit = "nodes" if "nodes" in (raw.attrs["sweep"]["spec"].get("axes") or {}) else "workers"
+    if unit == "nodes" and "workers" not in (columns or {}):
+        # A sweep over nodes scales in nodes: its analysis (speed-up, Tukey, Ernest) is per node count.
+        raw = raw.assign(worker_processes=raw["workers"])
+        columns = {"workers": "nodes", **(columns or {})}
     table = normalise(raw, columns=columns, time=time, source=f"sweep {raw.attrs['sweep']['id']}")
     table.attrs.update(raw.attrs)
     table.attrs["all_cells"] = raw
+    table.attrs["unit"] = unit
     return table
 
 

@@ -12,6 +12,7 @@ to the baseline cell, and the cells that failed or saw faults.
 from __future__ import annotations
 
 import math
+import re
 import os
 import shutil
 import tempfile
@@ -77,25 +78,33 @@ def write_report(source, out: str | os.PathLike | None = None, *, runs_dir=None,
 class _Doc:
     """Sections rendered twice: HTML (the template ``workbench/templates/report.html.j2``) and Markdown."""
 
-    def __init__(self, title: str):
+    def __init__(self, title: str, unit: str = "workers"):
         self.title = title
+        self.unit = unit
         self.parts: list[dict] = []
 
+    def words(self, text: str | None) -> str | None:
+        """The text in the sweep's scaling unit: a nodes sweep's report speaks of nodes, not workers."""
+        if text is None or self.unit == "workers":
+            return text
+        return re.sub(r"\bworker(s?)\b", lambda m: "node" + m.group(1), text)
+
     def heading(self, text: str, level: int = 2):
-        self.parts.append({"kind": "heading", "level": level, "text": text})
+        self.parts.append({"kind": "heading", "level": level, "text": self.words(text)})
 
     def text(self, text: str):
-        self.parts.append({"kind": "text", "text": text})
+        self.parts.append({"kind": "text", "text": self.words(text)})
 
     def table(self, frame: pd.DataFrame, caption: str | None = None, index: bool = False):
         shown = _formatted(frame)
-        header = ([shown.index.name or ""] if index else []) + list(shown.columns)
+        caption = self.words(caption)
+        header = [self.words(str(h)) for h in ([shown.index.name or ""] if index else []) + list(shown.columns)]
         rows = [([str(i)] if index else []) + [_cell(v) for v in row]
                 for i, row in zip(shown.index, shown.itertuples(index=False))]
         self.parts.append({"kind": "table", "caption": caption, "header": header, "rows": rows, "index": index})
 
     def figure(self, path: str, caption: str):
-        self.parts.append({"kind": "figure", "path": path, "caption": caption})
+        self.parts.append({"kind": "figure", "path": path, "caption": self.words(caption)})
 
     def html(self) -> str:
         return _templates().get_template("report.html.j2").render(title=self.title, parts=self.parts)
@@ -161,7 +170,8 @@ class _Builder:
     def __init__(self, table, directory: Path, *, time, alpha, sweep, baseline, title):
         self.table, self.directory, self.time, self.alpha = table, directory, time, alpha
         self.sweep, self.baseline = sweep, baseline
-        self.doc = _Doc(title)
+        self.unit = table.attrs.get("unit", "workers")
+        self.doc = _Doc(title, self.unit)
         self.figures = directory / "figures"
         self.figures.mkdir()
         self.size = "ratio" if "ratio" in table.columns else "rows"
@@ -217,7 +227,7 @@ class _Builder:
                 pts = [(x_of[s], medians[(s, w)]) for s in self.sizes if (s, w) in medians.index]
                 if pts:
                     xs, ys = zip(*pts)
-                    ax.plot(xs, ys, marker="o", label=f"{w} worker(s)")
+                    ax.plot(xs, ys, marker="o", label=self.doc.words(f"{w} worker(s)"))
             if log:
                 ax.set_xscale("log")
                 ax.set_yscale("log")
@@ -238,9 +248,9 @@ class _Builder:
                 ax.plot(xs, ys, marker="o", label=f"{self.size} {s}")
         ax.set_xscale("log", base=2)
         ax.set_xticks(self.workers, [str(w) for w in self.workers])
-        ax.set_xlabel("workers")
+        ax.set_xlabel(self.unit)
         ax.set_ylabel(f"{self.time} (median, s)")
-        ax.set_title("Training time vs worker count per data size")
+        ax.set_title(self.doc.words("Training time vs worker count per data size"))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
         self._save(fig, "time_vs_workers.png", "Training time vs worker count per data size")
@@ -252,7 +262,7 @@ class _Builder:
         ax.boxplot(data)
         ax.set_xticks(range(1, len(cells) + 1), [f"{s}\n{w}w" for s, w in cells], fontsize="small")
         ax.set_ylabel(f"{self.time} (s)")
-        ax.set_title("Training time per cell (data size, workers)")
+        ax.set_title(self.doc.words("Training time per cell (data size, workers)"))
         ax.grid(True, axis="y", alpha=0.3)
         self._save(fig, "boxplots.png", "Box plots of training time per cell")
 
@@ -268,21 +278,21 @@ class _Builder:
                             label = f"{self.size} {line}"
                         else:
                             pts = [(i, means[(s, line)]) for i, s in enumerate(self.sizes) if (s, line) in means.index]
-                            label = f"{line} worker(s)"
+                            label = self.doc.words(f"{line} worker(s)")
                         if pts:
                             xs, ys = zip(*pts)
                             ax.plot(xs, ys, marker="o", label=label)
                     if along == "workers":
                         ax.set_xscale("log", base=2)
                         ax.set_xticks(self.workers, [str(w) for w in self.workers])
-                        ax.set_xlabel("workers")
+                        ax.set_xlabel(self.unit)
                     else:
                         ax.set_xticks(range(len(self.sizes)), [str(s) for s in self.sizes], rotation=45, fontsize="small")
                         ax.set_xlabel(self.size)
                     ax.set_ylabel(f"{metric} (mean)")
                     ax.grid(True, alpha=0.3)
                     ax.legend(fontsize="x-small")
-                fig.suptitle(f"ROC AUC and PR AUC vs {'worker count' if along == 'workers' else self.size}")
+                fig.suptitle(self.doc.words(f"ROC AUC and PR AUC vs {'worker count' if along == 'workers' else self.size}"))
                 self._save(fig, name, f"ROC AUC and PR AUC vs {'worker count' if along == 'workers' else self.size}")
 
     def _save(self, fig, name: str, caption: str):
@@ -355,7 +365,7 @@ class _Builder:
         left.set_title(f"Measured vs predicted (R² {model.r2:.3f})")
         grid = np.geomspace(max(1, t["rows"].min()), t["rows"].max() * 4, 50)
         for w in self.workers:
-            right.plot(grid, model.predict(grid, np.full_like(grid, w)), label=f"{w} worker(s)")
+            right.plot(grid, model.predict(grid, np.full_like(grid, w)), label=self.doc.words(f"{w} worker(s)"))
             sub = t[t["workers"] == w]
             right.scatter(sub["rows"], sub[self.time], s=8)
         right.set_xscale("log")

@@ -50,6 +50,8 @@ def sweep(
     sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML file, e.g. pipelines/rus_sweep.yaml.")],
     cluster: ClusterOption = None,
     workers: Annotated[Optional[str], typer.Option("--workers", "-w", help="Worker counts, e.g. 1,2,4,8,16 (replaces axes.workers).")] = None,
+    nodes: Annotated[Optional[str], typer.Option("--nodes", help="Node counts, e.g. 1,2,4: whole nodes, one job each (replaces axes.nodes).")] = None,
+    workers_per_node: Annotated[Optional[int], typer.Option("--workers-per-node", help="Workers on each node of the nodes axis (default: the profile's, else 1).")] = None,
     ratios: Annotated[Optional[str], typer.Option("--ratios", help="RUS ratios, e.g. 1:1,1:10,1:100 (replaces axes.sampling.ratio).")] = None,
     axis: Annotated[Optional[list[str]], typer.Option("--axis", help="Another axis: KEY=V1,V2 with KEY a dotted pipeline key (repeatable).")] = None,
     trials: Annotated[Optional[int], typer.Option("--trials", help="Trials per cell.")] = None,
@@ -69,6 +71,10 @@ def sweep(
     overrides: dict = {}
     if workers:
         overrides["axes.workers"] = _values(workers, "--workers")
+    if nodes:
+        overrides["axes.nodes"] = _values(nodes, "--nodes")
+    if workers_per_node is not None:
+        overrides["workers_per_node"] = workers_per_node
     if ratios:
         overrides["axes.sampling.ratio"] = [r.strip() for r in ratios.split(",") if r.strip()]
     for item in axis or []:
@@ -147,7 +153,7 @@ def recommend(
     rows: Annotated[int, typer.Option("--rows", "-n", help="Training rows (after RUS) to plan for.")],
     sweep_id: Annotated[Optional[str], typer.Option("--sweep", help="Sweep whose cells fit the model (default: the latest).")] = None,
     table: Annotated[Optional[Path], typer.Option("--table", help="Fit on a CSV/Parquet table of results instead.")] = None,
-    workers: Annotated[Optional[str], typer.Option("--workers", "-w", help="Worker counts to choose from (default: those measured).")] = None,
+    workers: Annotated[Optional[str], typer.Option("--workers", "-w", help="Worker (or, for a sweep over nodes, node) counts to choose from (default: those measured).")] = None,
     tolerance: Annotated[float, typer.Option("--tolerance", help="The cheapest choice may be this much slower than the fastest.")] = 0.10,
     time_column: TimeOption = "train_seconds",
     column: ColumnOption = None,
@@ -179,17 +185,19 @@ def recommend(
     model = fit_ernest(results, time_column)
     advice = recommend_workers(model, rows, candidates, tolerance=tolerance)
     q = model.quality()
+    unit = results.attrs.get("unit", "workers")  # a sweep over nodes is fitted and advised in nodes
+    one = unit[:-1]
     typer.echo(f"Ernest model from {source}: {q['cells']} cells, R² {q['R²']:.3f}, RMSE {q['RMSE (s)']:.3g}s, "
                f"MAPE {q['MAPE (%)']:.1f}%; measured {model.rows_measured[0]:,}-{model.rows_measured[1]:,} rows on "
-               f"{', '.join(map(str, model.workers_measured))} worker(s)")
+               f"{', '.join(map(str, model.workers_measured))} {one}(s)")
     t = model.theta
-    typer.echo(f"  {time_column} ≈ {t[0]:.4g} + {t[1]:.4g}·rows/workers + {t[2]:.4g}·log(workers) + {t[3]:.4g}·workers")
-    typer.echo(f"  {'workers':>7} {'predicted':>10} {'95% interval':>20} {'worker-s':>9}")
+    typer.echo(f"  {time_column} ≈ {t[0]:.4g} + {t[1]:.4g}·rows/{unit} + {t[2]:.4g}·log({unit}) + {t[3]:.4g}·{unit}")
+    typer.echo(f"  {unit:>7} {'predicted':>10} {'95% interval':>20} {one + '-s':>9}")
     for row in advice.table.itertuples(index=False):
         mark = " <- fastest" if row.workers == advice.fastest else ""
         mark += " <- cheapest within {:.0%}".format(tolerance) if row.workers == advice.cheapest else ""
         typer.echo(f"  {row.workers:>7} {row[1]:>9.3g}s {f'{row[2]:.3g}-{row[3]:.3g}s':>20} {row[4]:>9.3g}{mark}")
     if not model.rows_measured[0] <= rows <= model.rows_measured[1]:
         typer.echo(f"  note: {rows:,} rows is outside the measured range; the prediction extrapolates")
-    typer.echo(f"recommend: {advice.fastest} worker(s) for {rows:,} rows (fastest); "
-               f"{advice.cheapest} worker(s) is the cheapest within {tolerance:.0%} of it")
+    typer.echo(f"recommend: {advice.fastest} {one}(s) for {rows:,} rows (fastest); "
+               f"{advice.cheapest} {one}(s) is the cheapest within {tolerance:.0%} of it")

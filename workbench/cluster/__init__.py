@@ -39,6 +39,9 @@ __all__ = [
     "job_script",
     "job_ids",
     "cluster_summary",
+    "worker_hosts",
+    "nodes_needed",
+    "check_nodes",
     "dashboard_url",
     "scale",
     "wait_for_workers",
@@ -110,6 +113,7 @@ def _start_jobs(profile: JobqueueProfile, workers: int | None):
     that does not come up is closed, which cancels its jobs.
     """
     settings = profile.settings(workers)
+    check_nodes(profile, workers)
     running = _jobqueue.create(profile, workers)
     try:
         processes = _jobqueue.worker_processes(running)
@@ -121,6 +125,42 @@ def _start_jobs(profile: JobqueueProfile, workers: int | None):
     except BaseException:
         running.close()
         raise
+
+
+def nodes_needed(profile: Profile, workers: int | None = None) -> int | None:
+    """Distinct nodes ``workers`` workers take under ``profile`` (None: jobs may share nodes)."""
+    if not isinstance(profile, JobqueueProfile):
+        return None
+    settings = profile.settings(workers)
+    per_node = settings.get("workers_per_node")
+    return -(-int(settings["n_workers"]) // int(per_node)) if per_node else None
+
+
+def check_nodes(profile: Profile, workers: int | None = None) -> None:
+    """Refuse, in one line, more whole nodes than the profile's queue has: such jobs would wait forever."""
+    needed = nodes_needed(profile, workers)
+    if needed is None:
+        return
+    available = profile.nodes_available()
+    if available is not None and needed > available:
+        queue = profile.settings().get("queue")
+        per_node = profile.settings(workers)["workers_per_node"]
+        raise ClusterError(
+            f"{needed} nodes asked for ({per_node} worker(s) per node), but "
+            + (f"partition {queue}" if queue else "the default queue") + f" has {available}",
+            f"ask for at most {available} nodes (--nodes, or --workers up to {available * per_node})",
+        )
+
+
+def worker_hosts(client) -> dict[str, str]:
+    """Each connected worker's address and the hostname of the node it runs on."""
+    import socket
+
+    try:
+        return {address: str(name) for address, name in client.run(socket.gethostname, on_error="return").items()
+                if isinstance(name, str)}
+    except (OSError, TimeoutError):
+        return {}
 
 
 def job_ids(running) -> list[str] | None:
@@ -221,10 +261,13 @@ def dashboard_url(running) -> str | None:
 
 
 def cluster_summary(client) -> dict:
-    """Workers, threads and memory of the cluster a client is connected to."""
+    """Workers, threads, memory, and the nodes (hostnames) of the cluster a client is connected to."""
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    hosts = worker_hosts(client)
     return {
         "workers": len(workers),
+        "nodes": len(set(hosts.values())),
+        "hosts": sorted(set(hosts.values())),
         "threads": sum(w["nthreads"] for w in workers),
         "memory_limit": sum(w.get("memory_limit") or 0 for w in workers),
         "dashboard": dashboard_url(client.cluster) if client.cluster is not None else client.dashboard_link,

@@ -14,10 +14,11 @@ dask-jobqueue cluster class) and profiles accept the new type like a built-in on
 from __future__ import annotations
 
 import os
+import subprocess
 from typing import Annotated, Any, ClassVar, Literal
 
 import dask.config
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..config import StrictModel
 from ..registry import Registry
@@ -84,9 +85,11 @@ class LocalProfile(StrictModel):
 class JobqueueProfile(StrictModel):
     """Workers as batch jobs through dask-jobqueue. Keys are the cluster class's keyword arguments.
 
-    Three keys are the workbench's own: ``n_workers`` (worker processes to start, ``--workers``
-    overrides it), ``wait_timeout`` (how long to wait for them) and ``env`` (exported in every job
-    script). ``worker_lifetime`` and ``worker_lifetime_stagger`` become the worker's
+    Four keys are the workbench's own: ``n_workers`` (worker processes to start, ``--workers``
+    overrides it), ``wait_timeout`` (how long to wait for them), ``env`` (exported in every job
+    script) and ``workers_per_node``: set, each job takes one whole node (``whole_node``, e.g.
+    SLURM's ``--exclusive``) and runs that many worker processes, so ``n`` workers are spread over
+    ``n / workers_per_node`` distinct nodes. ``worker_lifetime`` and ``worker_lifetime_stagger`` become the worker's
     ``--lifetime``/``--lifetime-stagger`` arguments: a worker retires gracefully (its data moved to
     the others) before the walltime kills its job, and ``replace_lost_workers`` submits a fresh job.
     ``processes`` left unset everywhere means one worker process per job with every core as a
@@ -122,10 +125,23 @@ class JobqueueProfile(StrictModel):
     security: bool | None = None
     replace_lost_workers: bool | None = None
     env: dict[str, str] | None = None
+    workers_per_node: _PositiveInt | None = None
 
     _OWN: ClassVar[set[str]] = {
         "type", "n_workers", "wait_timeout", "env", "worker_lifetime", "worker_lifetime_stagger", "replace_lost_workers",
+        "workers_per_node",
     }
+
+    #: The job directives that give a job a node of its own (``workers_per_node``).
+    whole_node: ClassVar[list[str]] = []
+
+    @model_validator(mode="after")
+    def _one_job_per_node(self):
+        if self.workers_per_node is not None and self.processes is not None and self.processes != self.workers_per_node:
+            raise ValueError(f"processes {self.processes} and workers_per_node {self.workers_per_node} disagree: "
+                             "with workers_per_node each job is one node running that many worker processes; "
+                             "drop processes")
+        return self
 
     @property
     def is_jobqueue(self) -> bool:
@@ -138,6 +154,10 @@ class JobqueueProfile(StrictModel):
     @staticmethod
     def status_command(ids: list[str]) -> list[str] | None:
         """The batch system's command listing jobs ``ids`` with their state (shown while waiting)."""
+        return None
+
+    def nodes_available(self) -> int | None:
+        """How many nodes the profile's queue has, as the batch system says (None: it cannot be asked)."""
         return None
 
     def settings(self, workers: int | None = None) -> dict[str, Any]:
@@ -157,7 +177,12 @@ class JobqueueProfile(StrictModel):
         kwargs["scheduler_options"] = {"dashboard_address": "127.0.0.1:0", **(kwargs.get("scheduler_options") or {})}
         # Always passed, so that the cluster's worker spec groups a job's worker processes (dask-jobqueue
         # only does that for a `processes` it is given, not one it reads from its config).
-        kwargs["processes"] = int(kwargs.get("processes") or dask.config.get(f"jobqueue.{self.type}.processes", None) or 1)
+        kwargs["processes"] = int(merged.get("workers_per_node") or kwargs.get("processes")
+                                  or dask.config.get(f"jobqueue.{self.type}.processes", None) or 1)
+        if merged.get("workers_per_node") and self.whole_node:
+            directives = list(kwargs.get("job_extra_directives")
+                              or dask.config.get(f"jobqueue.{self.type}.job-extra-directives", []) or [])
+            kwargs["job_extra_directives"] = directives + [d for d in self.whole_node if d not in directives]
         if kwargs.pop("security", True):
             kwargs["security"] = True
             kwargs["shared_temp_directory"] = os.path.expanduser(
@@ -198,10 +223,22 @@ class SLURMProfile(JobqueueProfile):
     job_cpu: _PositiveInt | None = None
     job_mem: str | None = None
     watch_jobs: ClassVar[bool] = True
+    whole_node: ClassVar[list[str]] = ["--exclusive"]
 
     @staticmethod
     def status_command(ids: list[str]) -> list[str]:
         return ["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T %R"]
+
+    def nodes_available(self) -> int | None:
+        queue = self.settings().get("queue") or dask.config.get("jobqueue.slurm.queue", None)
+        command = ["sinfo", "-h", "-N", "-o", "%N"] + (["-p", str(queue)] if queue else [])
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if out.returncode != 0:
+            return None
+        return len({line.strip() for line in out.stdout.splitlines() if line.strip()})
 
 
 class PBSProfile(JobqueueProfile):
@@ -211,6 +248,7 @@ class PBSProfile(JobqueueProfile):
     type: Literal["pbs"] = "pbs"
     account: str | None = None
     resource_spec: str | None = None
+    whole_node: ClassVar[list[str]] = ["-l place=excl"]  # PBS Pro; Torque: resource_spec nodes=1:ppn=<cores>
 
     @staticmethod
     def status_command(ids: list[str]) -> list[str]:
@@ -224,6 +262,7 @@ class SGEProfile(JobqueueProfile):
     type: Literal["sge"] = "sge"
     project: str | None = None
     resource_spec: str | None = None
+    whole_node: ClassVar[list[str]] = ["-l exclusive=true"]
 
     @staticmethod
     def status_command(ids: list[str]) -> list[str]:
@@ -240,6 +279,7 @@ class LSFProfile(JobqueueProfile):
     mem: int | None = None
     lsf_units: str | None = None
     use_stdin: bool | None = None
+    whole_node: ClassVar[list[str]] = ["-x"]
 
     @staticmethod
     def status_command(ids: list[str]) -> list[str]:

@@ -105,6 +105,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # The hostnames of the nodes a cell's workers ran on (the nodes axis; issue 12).
+    ("ALTER TABLE sweep_cells ADD COLUMN hosts TEXT NOT NULL DEFAULT '[]'",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

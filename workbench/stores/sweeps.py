@@ -24,9 +24,9 @@ ABANDONED = "the sweep process ended before the cell finished (killed or interru
 
 _CELL_COLUMNS = (
     "sweep_id", "cell_key", "axes", "trial", "seed", "status", "run_id", "attempts", "workers", "threads", "rows",
-    "seconds", "timings", "metrics", "versions", "faults", "error", "finished_at",
+    "seconds", "timings", "metrics", "versions", "faults", "error", "finished_at", "hosts",
 )
-_CELL_JSON = ("axes", "timings", "metrics", "versions", "faults")
+_CELL_JSON = ("axes", "timings", "metrics", "versions", "faults", "hosts")
 
 
 def _now() -> str:
@@ -178,6 +178,9 @@ class SweepStore:
                    "attempts": cell["attempts"], "threads": cell["threads"], "rows": cell["rows"],
                    "seconds": cell["seconds"], "faults": "; ".join(cell["faults"]), "error": cell["error"]}
             row["workers"] = cell["workers"] if cell["workers"] is not None else cell["axes"].get("workers")
+            row["hosts"] = ",".join(cell["hosts"])
+            if "nodes" not in cell["axes"]:
+                row["nodes"] = len(cell["hosts"]) or None
             row.update({f"{phase}_seconds": value for phase, value in cell["timings"].items()})
             timings = cell["timings"]
             if "train" in timings:

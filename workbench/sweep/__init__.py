@@ -7,6 +7,7 @@ A sweep file names (or embeds) a pipeline file and gives the axes::
     pipeline: quickstart.yaml          # relative to the sweep file, or a mapping embedded here
     axes:
       workers: [1, 2]                  # the cluster is scaled to exactly this many workers
+                                       # (or nodes: [1, 2, 3], whole nodes of workers_per_node workers)
       sampling.ratio: ["1:1", "1:10"]  # any dotted key of the pipeline file
     trials: 3                          # cells per axis combination, each with its own seed
     seeds: 0                           # trial t gets seed 0 + t (or a list, one seed per trial)
@@ -18,6 +19,7 @@ A sweep file names (or embeds) a pipeline file and gives the axes::
 
 from .plan import (
     SWEEP_AXES,
+    NODES_AXIS,
     WORKERS_AXIS,
     Cell,
     LoadedSweep,
@@ -30,4 +32,4 @@ from .plan import (
 from .runner import SweepResult, run_sweep, sweep_table
 
 __all__ = ["SweepSpec", "Cell", "LoadedSweep", "SweepAxis", "SWEEP_AXES", "SweepResult", "load_sweep", "plan_cells",
-           "cell_pipeline", "run_sweep", "sweep_table", "WORKERS_AXIS"]
+           "cell_pipeline", "run_sweep", "sweep_table", "WORKERS_AXIS", "NODES_AXIS"]

@@ -4,7 +4,8 @@ Pure: nothing here starts a cluster, runs a pipeline or touches the run store (t
 :mod:`workbench.sweep.runner`).
 
 An axis's key says what it varies, through the registry :data:`SWEEP_AXES`: ``workers`` is the
-number of workers (the cluster is scaled to it), ``cluster.<key>`` a key of the cluster profile
+number of workers (the cluster is scaled to it), ``nodes`` the number of whole nodes (the cluster
+is scaled to ``nodes × workers_per_node`` workers, one job per node), ``cluster.<key>`` a key of the cluster profile
 (each value gets a cluster of its own), and any other key a dotted key of the pipeline file.
 Code outside the package can register an axis of its own.
 """
@@ -29,12 +30,13 @@ from ..pipeline import PipelineSpec, load_pipeline
 from ..registry import Registry
 
 __all__ = [
-    "SweepSpec", "Cell", "LoadedSweep", "SweepAxis", "SWEEP_AXES", "WORKERS_AXIS", "METRICS",
+    "SweepSpec", "Cell", "LoadedSweep", "SweepAxis", "SWEEP_AXES", "WORKERS_AXIS", "NODES_AXIS", "METRICS",
     "axis_of", "load_sweep", "plan_cells", "cell_pipeline", "cell_profile", "cluster_key", "groups",
     "fingerprint", "deep_set", "merge_recorded",
 ]
 
 WORKERS_AXIS = "workers"
+NODES_AXIS = "nodes"
 METRICS = ("roc_auc", "pr_auc", "precision", "recall", "f1", "accuracy", "logloss", "brier")
 
 
@@ -62,7 +64,7 @@ class SweepAxis:
 
 def _check_workers(key: str, values: list) -> None:
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
-        raise ValueError("workers must be whole numbers of at least 1, e.g. [1, 2, 4, 8, 16]")
+        raise ValueError(f"{key} must be whole numbers of at least 1, e.g. [1, 2, 4, 8, 16]")
 
 
 def _profile_key(data: dict, key: str, value) -> dict:
@@ -71,6 +73,7 @@ def _profile_key(data: dict, key: str, value) -> dict:
 
 SWEEP_AXES: Registry[SweepAxis] = Registry("sweep axis", docs="docs/sweeps.md")
 SWEEP_AXES.register(WORKERS_AXIS, SweepAxis(order=1, check=_check_workers))
+SWEEP_AXES.register(NODES_AXIS, SweepAxis(order=1, check=_check_workers))
 SWEEP_AXES.register("cluster", SweepAxis(order=0, prefix=True, into_profile=_profile_key))
 
 PIPELINE_AXIS = SweepAxis(order=2, into_pipeline=lambda data, key, value: deep_set(data, key, value))
@@ -108,10 +111,14 @@ class SweepSpec(StrictModel):
     retries: Annotated[int, Field(ge=0)] = 1
     metrics: list[str] = ["roc_auc", "pr_auc"]
     runs_dir: str | None = None
+    workers_per_node: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("axes")
     @classmethod
     def _axes(cls, axes):
+        if WORKERS_AXIS in axes and NODES_AXIS in axes:
+            raise ValueError("axes workers and nodes both size the cluster; keep one "
+                             "(nodes with workers_per_node gives nodes × workers_per_node workers)")
         for key, values in axes.items():
             if not key or key.startswith(".") or key.endswith(".") or ".." in key:
                 raise ValueError(f"axis {key!r} is not a dotted key of the pipeline file (e.g. sampling.ratio)")
@@ -194,6 +201,14 @@ class Cell:
     def workers(self) -> int | None:
         return self.axes.get(WORKERS_AXIS)
 
+    @property
+    def nodes(self) -> int | None:
+        return self.axes.get(NODES_AXIS)
+
+    def size(self, workers_per_node: int = 1) -> int | None:
+        """The workers this cell runs on (None: the cluster as it is)."""
+        return self.workers if self.nodes is None else self.nodes * workers_per_node
+
     def label(self) -> str:
         return " ".join([*(f"{k.rsplit('.', 1)[-1]}={_show(v)}" for k, v in self.axes.items()), f"trial={self.trial}"])
 
@@ -229,6 +244,12 @@ def load_sweep(path: str | os.PathLike | dict, *, overrides: dict | None = None)
             if key.startswith("axes."):
                 axis = key[5:]
                 data.setdefault("axes", {})[axis] = value
+                other = {WORKERS_AXIS: NODES_AXIS, NODES_AXIS: WORKERS_AXIS}.get(axis)
+                if other and isinstance(data["axes"], dict) and other in data["axes"]:
+                    # --nodes replaces the file's workers axis and --workers its nodes axis: both size the cluster
+                    del data["axes"][other]
+                    if isinstance(data.get("baseline"), dict):
+                        data["baseline"].pop(other, None)
                 baseline = data.get("baseline")
                 if isinstance(baseline, dict) and axis in baseline and _norm(baseline[axis]) not in map(_norm, value):
                     # the flags replaced the axis: its baseline falls back to the first value given

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import partial
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from dask.utils import format_time
 
 from .. import progress as progress_bars
 from ..cluster import cluster as open_cluster
-from ..cluster import cluster_summary, load_profile, scale
+from ..cluster import JobqueueProfile, check_nodes, cluster_summary, load_profile, scale, worker_hosts
 from ..errors import ClusterError, ConfigError, WorkbenchError, WorkbenchWarning
 from ..stores.runs import describe_error
 from ..stores.sweeps import ABANDONED, SweepStore
@@ -97,11 +98,13 @@ def run_sweep(
     cells = plan_cells(spec)
     profile = load_profile(cluster if cluster is not None else spec.cluster if spec.cluster is not None
                            else loaded.pipeline.cluster)
+    profile, per_node = _per_node(spec, profile, cells, client)
+    size = lambda cell: cell.size(per_node)  # noqa: E731 - the workers a cell runs on
     if client is None:
         for _, group in groups(cells, key=cluster_key):
-            _check_machine(_group_profile(profile, group[0]), group)
+            _check_machine(_group_profile(profile, group[0]), group, size)
     elif client.cluster is None:
-        _check_fixed_size(client, cells)
+        _check_fixed_size(client, cells, size)
     if resume and not store.exists(spec.name):
         raise ConfigError(f"there is no sweep {spec.name!r} to resume in {store.database}",
                           "run it without --resume to start it")
@@ -122,16 +125,17 @@ def run_sweep(
     else:
         say(f"sweep {spec.name}: {len(cells)} cells ({' × '.join(f'{len(v)} {k}' for k, v in spec.axes.items())}"
             f" × {spec.trials} trials), recorded in {store.database}")
-    tracker = _Progress(len(cells), result.skipped, todo, say)
+    tracker = _Progress(len(cells), result.skipped, todo, say, size)
     with progress_bars.task(f"sweep {spec.name}", total=len(todo)) as bar:
         for _, group in groups(todo, key=cluster_key):
             group_profile = _group_profile(profile, group[0])
-            with _cluster_for(group, group_profile, client, result, say) as session:
+            with _cluster_for(group, group_profile, client, result, say, size) as session:
                 rescale = _rescaler(session, group_profile, result, say)
-                for workers, cells_here in groups(group, key=lambda c: c.workers):
+                for workers, cells_here in groups(group, key=size):
                     rescale(workers)
                     for cell in cells_here:
-                        _run_cell(loaded, cell, session, store, directory, tracker, result, say, rescale, on_cell)
+                        _run_cell(loaded, cell, session, store, directory, tracker, result, say,
+                                  partial(rescale, workers), on_cell)
                         bar.advance()
     result.seconds = time.perf_counter() - started
     say(f"sweep {spec.name}: {result.succeeded} succeeded, {result.failed} failed, {result.skipped} recorded before; "
@@ -156,9 +160,31 @@ def _group_profile(profile, cell: Cell):
     return profile if changed == data else load_profile(changed)
 
 
-def _check_machine(profile, cells: list[Cell]) -> None:
-    """A local cluster cannot have more workers × threads than the machine has cores."""
-    counts = [c.workers for c in cells if c.workers is not None]
+def _per_node(spec: SweepSpec, profile, cells: list[Cell], client):
+    """The profile a ``nodes`` axis runs on (one whole-node job per node) and its workers per node.
+
+    Workers per node come from the sweep file, else the profile, else 1. Without a nodes axis the
+    profile is returned as it is, with 1.
+    """
+    if not any(c.nodes is not None for c in cells):
+        return profile, 1
+    if client is not None:
+        raise ClusterError("a sweep over nodes places whole-node jobs itself and cannot run on --connect's cluster",
+                           "drop --connect and give the batch-system profile with --cluster")
+    if not isinstance(profile, JobqueueProfile):
+        raise ClusterError(f"the nodes axis needs a batch-system profile, not {profile.type}: a {profile.type} "
+                           "cluster is one machine", "give --cluster clusters/slurm.yaml (or sweep --workers instead)")
+    per_node = spec.workers_per_node or profile.settings().get("workers_per_node") or 1
+    data = {k: v for k, v in profile.model_dump(exclude_none=True).items() if k != "processes"}
+    return load_profile({**data, "workers_per_node": per_node}), per_node
+
+
+def _check_machine(profile, cells: list[Cell], size) -> None:
+    """A local cluster cannot have more workers × threads than the machine has cores; a batch
+    system cannot give more whole nodes than its queue has."""
+    counts = [size(c) for c in cells if size(c) is not None]
+    if counts and isinstance(profile, JobqueueProfile):
+        check_nodes(profile, max(counts))
     if profile.type != "local" or not counts:
         return
     cores = os.cpu_count() or 1
@@ -171,10 +197,10 @@ def _check_machine(profile, cells: list[Cell]) -> None:
         )
 
 
-def _check_fixed_size(client, cells: list[Cell]) -> None:
+def _check_fixed_size(client, cells: list[Cell], size) -> None:
     """A cluster started elsewhere (``--connect``) cannot be scaled from here: refuse, before
     anything runs or is recorded, a worker count it does not have."""
-    counts = list(dict.fromkeys(c.workers for c in cells if c.workers is not None))
+    counts = list(dict.fromkeys(size(c) for c in cells if size(c) is not None))
     have = len(client.scheduler_info(n_workers=-1)["workers"])
     other = [w for w in counts if w != have]
     if other:
@@ -186,13 +212,13 @@ def _check_fixed_size(client, cells: list[Cell]) -> None:
 
 
 @contextmanager
-def _cluster_for(group: list[Cell], profile, client, result: SweepResult, say) -> Iterator:
+def _cluster_for(group: list[Cell], profile, client, result: SweepResult, say, size) -> Iterator:
     """The client a group of cells runs on: the caller's, or one on a cluster started here for the
     group (closed after it, which cancels a batch system's jobs)."""
     if client is not None:
         yield client
         return
-    counts = [c.workers for c in group if c.workers is not None]
+    counts = [size(c) for c in group if size(c) is not None]
     first = counts[0] if counts else None
     if profile.type == "local" and counts:
         # One worker is one node of fixed size: the threads a worker gets at the largest count.
@@ -234,8 +260,8 @@ def _rescaler(client, profile, result: SweepResult, say) -> Callable[[int | None
 class _Progress:
     """Cells done, running and failed, and an ETA from the cells measured so far (per worker count)."""
 
-    def __init__(self, total: int, done: int, todo: list, say):
-        self.total, self.done, self.failed, self.say = total, done, 0, say
+    def __init__(self, total: int, done: int, todo: list, say, size):
+        self.total, self.done, self.failed, self.say, self.size = total, done, 0, say, size
         self.todo, self.index = todo, 0
         self.seconds: dict = {}
 
@@ -246,12 +272,12 @@ class _Progress:
     def end(self, cell: Cell, ok: bool, seconds: float, summary: str):
         self.index += 1
         remaining = self.todo[self.index:]
-        self.seconds.setdefault(cell.workers, []).append(seconds)
+        self.seconds.setdefault(self.size(cell), []).append(seconds)
         if ok:
             self.done += 1
         else:
             self.failed += 1
-        eta = sum(self._expect(c.workers) for c in remaining)
+        eta = sum(self._expect(self.size(c)) for c in remaining)
         self.say(f"cell {cell.label()}: {summary} | {self.done} done, 0 running, {self.failed} failed, "
                  f"{len(remaining)} left, ETA {format_time(eta) if remaining else '-'}")
 
@@ -281,21 +307,21 @@ def _run_cell(loaded, cell, client, store, directory, tracker, result, say, resc
         faults.extend(outcome["faults"])
         if outcome["record"] is not None:
             row = _row(cell, outcome["record"], spec, "succeeded", attempts, faults, None,
-                       time.perf_counter() - cell_started)
+                       time.perf_counter() - cell_started, hosts=outcome["hosts"])
             store.end_attempt(spec.name, cell.key, attempt, "succeeded", "; ".join(outcome["faults"]) or None, row)
             break
         error = outcome["error"]
         retry = attempts <= spec.retries and not outcome["user_error"]
         if not retry:
             row = _row(cell, None, spec, "failed", attempts, faults, error, time.perf_counter() - cell_started,
-                       run_id=outcome["run_id"])
+                       run_id=outcome["run_id"], hosts=outcome["hosts"])
             store.end_attempt(spec.name, cell.key, attempt, "failed", error, row)
             break
         store.end_attempt(spec.name, cell.key, attempt, "failed", error)
         say(f"cell {cell.label()}: attempt {attempts} failed ({error}); trying again")
-        rescale(cell.workers)
+        rescale()
     if outcome["record"] is None or outcome["restarted"]:
-        rescale(cell.workers)  # back to the sweep's size before the next cell
+        rescale()  # back to the sweep's size before the next cell
     ok = row["status"] == "succeeded"
     if ok:
         result.succeeded += 1
@@ -324,7 +350,9 @@ def _attempt(pipeline, client, directory, spec, cell, store, attempt, say) -> di
     from ..pipeline import run_pipeline
 
     box: dict[str, Any] = {"caught": []}
+    hosts = worker_hosts(client)  # address -> the node's hostname, to name the node a lost worker was on
     before = set(client.scheduler_info(n_workers=-1)["workers"])
+    ran_on = sorted(set(hosts.values()))
 
     def on_run(run):
         box["run"] = run
@@ -362,7 +390,7 @@ def _attempt(pipeline, client, directory, spec, cell, store, attempt, say) -> di
         faults.append(fault)
         say(f"cell {cell.label()}: {fault}")
         return {"record": None, "error": fault, "user_error": False, "faults": faults, "restarted": True,
-                "run_id": box["run"].id if "run" in box else None}
+                "run_id": box["run"].id if "run" in box else None, "hosts": ran_on}
     for w in box["caught"]:
         # Faults are what went wrong with the cluster (a lost worker, training started over), not
         # the reader's notes about the data, which every cell would repeat.
@@ -370,18 +398,22 @@ def _attempt(pipeline, client, directory, spec, cell, store, attempt, say) -> di
             faults.append(" ".join(str(w.message).split()))
     after = set(client.scheduler_info(n_workers=-1)["workers"])
     if after != before:
-        lost, new = len(before - after), len(after - before)
-        faults.append(f"{lost} worker(s) lost during the cell" + (f", {new} replacement(s) joined" if new else ""))
+        lost, new = before - after, len(after - before)
+        nodes = sorted({hosts[a] for a in lost if a in hosts})
+        faults.append(f"{len(lost)} worker(s) lost during the cell"
+                      + (f" (node{'s' if len(nodes) > 1 else ''} {', '.join(nodes)})" if nodes else "")
+                      + (f", {new} replacement(s) joined" if new else ""))
     if "error" in box:
         exc = box["error"]
         return {"record": None, "error": describe_error(exc), "user_error": isinstance(exc, WorkbenchError),
-                "faults": faults, "restarted": restarted, "run_id": box["run"].id if "run" in box else None}
+                "faults": faults, "restarted": restarted, "run_id": box["run"].id if "run" in box else None,
+                "hosts": ran_on}
     record = box["result"].record
     attempts = record.data.get("training_attempts", 1)
     if attempts and attempts > 1 and not any("lost" in f for f in faults):
         faults.append(f"training started over {attempts - 1} time(s) after losing a worker")
     return {"record": record, "error": None, "user_error": False, "faults": faults, "restarted": restarted,
-            "run_id": record.id}
+            "run_id": record.id, "hosts": record.cluster.get("hosts") or ran_on}
 
 
 def _cancel(client) -> None:
@@ -392,9 +424,10 @@ def _cancel(client) -> None:
         pass
 
 
-def _row(cell: Cell, record, spec: SweepSpec, status, attempts, faults, error, seconds, run_id=None) -> dict:
+def _row(cell: Cell, record, spec: SweepSpec, status, attempts, faults, error, seconds, run_id=None,
+         hosts=()) -> dict:
     row = {"axes": cell.axes, "trial": cell.trial, "seed": cell.seed, "status": status, "attempts": attempts,
-           "faults": list(faults), "error": error, "seconds": float(seconds), "run_id": run_id,
+           "faults": list(faults), "error": error, "seconds": float(seconds), "run_id": run_id, "hosts": list(hosts),
            "workers": None, "threads": None, "rows": None, "timings": {}, "metrics": {}, "versions": {}}
     if record is not None:
         sampled = record.data.get("sampled") or {}
