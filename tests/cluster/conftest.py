@@ -37,9 +37,35 @@ def slurm():
     assert wait_queue_empty(), f"jobs left in the queue after the tests: {squeue()}"
 
 
-def squeue() -> list[str]:
-    out = subprocess.run(["squeue", "-h", "-o", "%i %j %T"], capture_output=True, text=True, timeout=20)
+def squeue(name: str | None = None) -> list[str]:
+    """``JOBID NAME STATE NODE`` of the queue's jobs (only those called ``name``, if given)."""
+    command = ["squeue", "-h", "-o", "%i %j %T %N"] + (["-n", name] if name else [])
+    out = subprocess.run(command, capture_output=True, text=True, timeout=20)
     return [line for line in out.stdout.splitlines() if line.strip()]
+
+
+def job_pids(job_id: str) -> list[int]:
+    """The processes of a batch job, wherever its node is: those whose environment names the job.
+
+    (``scontrol listpids`` only sees jobs of the node it runs on, and the nodes are namespaces.)
+    """
+    marker = f"SLURM_JOB_ID={job_id}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in environ:
+            pids.append(int(entry.name))
+    return pids
+
+
+def node_of(job_id: str) -> str:
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%N"], capture_output=True, text=True, timeout=20)
+    return out.stdout.strip()
 
 
 def wait_queue_empty(timeout: float = 30) -> bool:

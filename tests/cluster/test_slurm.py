@@ -27,7 +27,7 @@ from workbench.errors import WorkbenchWarning
 from workbench.pipeline import run_pipeline
 from workbench.stores.runs import RunStore
 
-from .conftest import squeue, wait_queue_empty, write_profile
+from .conftest import job_pids, squeue, wait_queue_empty, write_profile
 
 pytestmark = pytest.mark.usefixtures("slurm")
 
@@ -50,11 +50,6 @@ def pipeline(directory: Path, export: Path, *, rounds=40, early_stopping=10, nam
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
-
-
-def job_pids(job_id: str) -> list[int]:
-    out = subprocess.run(["scontrol", "listpids", job_id], capture_output=True, text=True, timeout=20).stdout
-    return [int(line.split()[0]) for line in out.splitlines()[1:] if line.split() and line.split()[0].isdigit()]
 
 
 def test_pipeline_on_two_slurm_workers_matches_the_local_cluster(tmp_path, export):
@@ -136,7 +131,7 @@ def test_a_worker_killed_mid_training_does_not_lose_the_run(tmp_path, export):
     killed: list[str] = []
 
     def kill_one_job():
-        job = squeue()[0].split()[0]
+        job = squeue("wb-killed")[0].split()[0]
         for pid in job_pids(job):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -149,8 +144,8 @@ def test_a_worker_killed_mid_training_does_not_lose_the_run(tmp_path, export):
             threading.Timer(1.5, kill_one_job).start()
 
     with pytest.warns(WorkbenchWarning, match="a worker was lost during training"):
-        result = run_pipeline(spec, cluster=write_profile(tmp_path), workers=2, runs_dir=tmp_path / "runs",
-                              progress=progress)
+        result = run_pipeline(spec, cluster=write_profile(tmp_path, job_name="wb-killed"), workers=2,
+                              runs_dir=tmp_path / "runs", progress=progress)
     assert killed
     record = RunStore(tmp_path / "runs").get(result.record.id)
     assert record.status == "succeeded" and 0.8 < record.metrics["roc_auc"] < 1

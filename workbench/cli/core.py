@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import ConfigError
 from ._app import (
     ClusterOption,
     RunsDirOption,
@@ -159,15 +160,102 @@ def cluster_show(
     typer.echo(json.dumps(describe(profile, workers=workers), indent=2))
 
 
+# ---- cluster script / cluster submit: a worker job's script, or a whole one-allocation job (slurm-allocation)
+
+CommandArgument = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="slurm-allocation only, after `--`: the workbench command the job runs, e.g. "
+                        "-- run pipelines/quickstart.yaml (default: the profile's command:). "
+                        "--cluster PROFILE is added unless given.", show_default=False),
+]
+NodesOption = Annotated[
+    Optional[int], typer.Option("--nodes", "-N", min=1, help="slurm-allocation only: nodes to ask for (overrides nodes:).")
+]
+
+
 @cluster_app.command("script")
 def cluster_script(
-    profile: Annotated[str, typer.Argument(help="A slurm, pbs, sge or lsf profile: name or YAML path.")],
+    profile: Annotated[str, typer.Argument(help="A slurm, pbs, sge, lsf or slurm-allocation profile: name or YAML path.")],
+    command: CommandArgument = None,
     workers: WorkersOption = None,
+    nodes: NodesOption = None,
 ):
-    """Print the job script one worker job would submit, without submitting anything."""
+    """Print the job script a profile submits, without submitting anything: one worker job's, or for a
+    slurm-allocation profile the whole job's (scheduler, the command as the client, and the workers)."""
     from ..cluster import job_script
 
-    typer.echo(job_script(profile, workers=workers))
+    typer.echo(job_script(profile, workers=workers, command=_allocation_command(command), nodes=nodes).rstrip("\n"))
+
+
+@cluster_app.command("submit")
+def cluster_submit(
+    profile: Annotated[str, typer.Argument(help="A slurm-allocation profile: name or YAML path.")],
+    command: CommandArgument = None,
+    nodes: NodesOption = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to end, print the command's output, "
+                                                      "exit with its status (Ctrl-C cancels the job).")] = False,
+):
+    """Submit one SLURM job that runs a workbench command with its scheduler and workers inside it
+    (for sites where nothing may keep running on a login node). Runs in the current directory."""
+    from ..cluster import allocation, load_profile
+
+    loaded = load_profile(profile)
+    if not isinstance(loaded, allocation.AllocationProfile):
+        raise ConfigError(f"{profile} is a {loaded.type} profile; `cluster submit` submits {allocation.TYPE} jobs",
+                          f"give a {allocation.TYPE} profile, or run the command here with --cluster {profile}")
+    workdir = allocation.check_submit_directory()
+    args = allocation.job_command(loaded, _allocation_command(command), profile)
+    script = allocation.job_script(loaded, args, nodes=nodes, workdir=workdir)
+    job_id = allocation.submit(loaded, script, workdir=workdir)
+    settings = loaded.settings()
+    out = Path(settings["log_directory"]) / f"{settings['job_name']}-{job_id}"
+    typer.echo(f"submitted job {job_id}: workbench {' '.join(args)}")
+    typer.echo(f"  nodes         {nodes or settings['nodes']} × {settings['workers_per_node']} worker(s), in {workdir}")
+    typer.echo(f"  output        {out}.out  (progress and errors: {out}.err)")
+    if not wait:
+        typer.echo(f"  follow        squeue -j {job_id}; tail -f {out}.err")
+        return
+    end = allocation.wait_for_job(job_id, say=_echo_progress())
+    stdout = Path(end.get("stdout") or f"{out}.out")
+    if stdout.is_file() and stdout.read_text().strip():
+        typer.echo(stdout.read_text().rstrip("\n"))
+    if not end.ok:
+        stderr = Path(end.get("stderr") or f"{out}.err")
+        lines = stderr.read_text().splitlines() if stderr.is_file() else []
+        said = next((line for line in reversed(lines) if line.startswith("error:")), None)
+        typer.echo(f"error: job {job_id} ended {end['state']} (exit code {end['exit_code']})"
+                   + (f": {said[len('error: '):]}" if said else "") + f"; read {stderr}", err=True)
+        raise typer.Exit(end["exit_code"] or 1)
+
+
+def _allocation_command(command: list[str] | None) -> list[str] | None:
+    """The job's workbench command, refused in one line unless it is a command that starts a cluster."""
+    if not command:
+        return None
+    args = command[1:] if command[0] == "workbench" else command
+    starting = _cluster_commands()
+    name = next((n for n in (" ".join(args[:2]), args[0] if args else "") if n in starting), None)
+    if name is None:
+        raise ConfigError(f"`workbench {' '.join(args[:2]) or '(nothing)'}` starts no cluster, so it cannot be the "
+                          "allocation's command", f"give one of: {', '.join(sorted(starting))}")
+    return args
+
+
+def _cluster_commands() -> set[str]:
+    """The workbench commands that take --cluster ("run", "sweep", "data synth", ...)."""
+    import click
+
+    found: set[str] = set()
+
+    def walk(group, prefix):
+        for name, sub in group.commands.items():
+            if isinstance(sub, click.Group):
+                walk(sub, f"{prefix}{name} ")
+            elif any("--cluster" in getattr(p, "opts", ()) for p in sub.params):
+                found.add(prefix + name)
+
+    walk(typer.main.get_command(app), "")
+    return found
 
 
 @app.command()

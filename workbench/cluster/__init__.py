@@ -23,7 +23,8 @@ import dask.config
 
 from ..config import load_yaml, validate
 from ..errors import ClusterError, ConfigError
-from . import _jobqueue
+from . import _jobqueue, allocation
+from .allocation import AllocationProfile
 from .profiles import CLUSTER_TYPES, JobqueueProfile, LocalProfile, Profile
 from .scaling import replace_lost_workers, scale, wait_for_workers
 
@@ -52,7 +53,7 @@ PROFILE_DIR = "clusters"
 
 def load_profile(profile: str | os.PathLike | dict | Profile | None = "local") -> Profile:
     """Resolve a profile: a path, a name in ``./clusters/``, the built-in ``"local"``, or a mapping."""
-    if isinstance(profile, (LocalProfile, JobqueueProfile)):
+    if isinstance(profile, (LocalProfile, JobqueueProfile, AllocationProfile)):
         return profile
     if isinstance(profile, dict):
         return _validate(profile, {}, "cluster profile")
@@ -90,6 +91,8 @@ def make_cluster(profile=None, *, workers: int | None = None):
     if workers is not None and workers < 1:
         raise ClusterError(f"--workers {workers} is not a positive number", "ask for 1 or more workers")
     profile = load_profile(profile)
+    if isinstance(profile, AllocationProfile):  # one allocation: this SLURM task's rank decides its part
+        return allocation.start(profile, workers)
     if isinstance(profile, JobqueueProfile):
         return _start_jobs(profile, workers)
     kwargs = profile.cluster_kwargs(workers)
@@ -173,6 +176,8 @@ def describe(profile=None, *, workers: int | None = None) -> dict:
     if workers is not None and workers < 1:
         raise ClusterError(f"--workers {workers} is not a positive number", "ask for 1 or more workers")
     profile = load_profile(profile)
+    if isinstance(profile, AllocationProfile):  # one allocation
+        return allocation.describe(profile, workers)
     described = {"type": profile.type, **profile.cluster_kwargs(workers)}
     if isinstance(profile, JobqueueProfile):
         settings = profile.settings(workers)
@@ -180,14 +185,27 @@ def describe(profile=None, *, workers: int | None = None) -> dict:
     return described
 
 
-def job_script(profile, *, workers: int | None = None) -> str:
+def job_script(profile, *, workers: int | None = None, command: list[str] | None = None,
+               nodes: int | None = None) -> str:
     """The batch script one worker job of ``profile`` would submit (nothing is submitted).
 
-    The scheduler is started to learn its real address, then closed; no job is created.
+    The scheduler is started to learn its real address, then closed; no job is created. For a
+    ``slurm-allocation`` profile it is the whole job's script, running ``command`` (a workbench
+    command's arguments, e.g. ``["run", "pipelines/quickstart.yaml"]``) on ``nodes`` nodes.
     """
+    source = os.fspath(profile) if isinstance(profile, (str, os.PathLike)) else None
     profile = load_profile(profile)
+    if isinstance(profile, AllocationProfile):  # one allocation: the whole job, running the command
+        if workers is not None:
+            raise ClusterError("an allocation's workers are its nodes × workers_per_node", "give --nodes instead of --workers")
+        return allocation.job_script(profile, allocation.job_command(profile, command, source), nodes=nodes,
+                                     workdir=allocation.check_submit_directory())
+    if command or nodes is not None:
+        raise ClusterError(f"a {profile.type} profile's job script starts workers only; a command and --nodes are "
+                           f"for a {allocation.TYPE} profile", "drop them, or give a slurm-allocation profile")
     if not isinstance(profile, JobqueueProfile):
-        raise ClusterError(f"a {profile.type} profile submits no job script", "give a slurm, pbs, sge or lsf profile")
+        raise ClusterError(f"a {profile.type} profile submits no job script",
+                           f"give a slurm, pbs, sge, lsf or {allocation.TYPE} profile")
     running = _jobqueue.create(profile, workers)
     try:
         return running.job_script()

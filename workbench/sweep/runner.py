@@ -134,6 +134,8 @@ def run_sweep(
                 for workers, cells_here in groups(group, key=size):
                     rescale(workers)
                     for cell in cells_here:
+                        if workers is not None and _connected(session) != workers:
+                            rescale(workers)  # a worker (a node) was lost in an earlier cell: its replacement first
                         _run_cell(loaded, cell, session, store, directory, tracker, result, say,
                                   partial(rescale, workers), on_cell)
                         bar.advance()
@@ -252,6 +254,10 @@ def _rescaler(client, profile, result: SweepResult, say) -> Callable[[int | None
             say(f"cluster: {info['workers']} worker(s), {info['threads']} thread(s) ({format_time(seconds)} to scale)")
 
     return rescale
+
+
+def _connected(client) -> int:
+    return len(client.scheduler_info(n_workers=-1)["workers"])
 
 
 # ---------------------------------------------------------------- cells

@@ -132,8 +132,10 @@ def train_xgboost(
                 f"a worker was lost during training ({' '.join(str(exc).split())[:160]}); training again"
             ), stacklevel=2)
             # xgboost.dask cannot continue with a changed worker set; start over once the cluster
-            # is back to its size (a batch cluster replaces lost jobs), or with the survivors.
-            wait_for_workers(client, len(before), timeout=120, minimum=1)
+            # is back to its size (a batch cluster replaces lost jobs), or with the survivors when
+            # the replacement does not come soon (a dead node's job waits for a free node).
+            wait_for_workers(client, len(before), timeout=dask.config.get("workbench.train.replacement_wait", "30s"),
+                             minimum=1)
             started = time.perf_counter()
     record("dmatrix", dmatrix_seconds)
     train_seconds = output["train_seconds"]
