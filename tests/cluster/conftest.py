@@ -87,6 +87,8 @@ def write_profile(directory: Path, name: str = "slurm.yaml", **overrides) -> Pat
         "interface": INTERFACE,
         **overrides,
     }
+    if "workers_per_node" in overrides and "processes" not in overrides:
+        del keys["processes"]  # one job per node runs workers_per_node worker processes
     import yaml
 
     path = directory / name

@@ -25,9 +25,19 @@ from workbench.pipeline import load_pipeline, run_pipeline
 from workbench.stores.runs import RunStore
 
 from ..cli.helpers import assert_one_line_error, workbench
-from .conftest import NODES, squeue, wait_queue_empty, write_profile
+from .conftest import NODES, squeue, write_profile
 
 SHARDS = "btc_addresses-*.parquet"
+JOB_NAME = "wb-paths"  # other sessions share the queue: only these jobs are this module's
+
+
+def jobs_gone(timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(f" {JOB_NAME} " in job for job in squeue()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True
 
 
 @pytest.fixture
@@ -66,14 +76,14 @@ def run_refused(tmp_path: Path, pipeline_file: Path, profile: Path, workers: int
     assert "distributed." not in proc.stderr + proc.stdout, proc.stderr  # no worker log lines either
     [run] = RunStore(tmp_path / "runs").list()
     assert run.status == "failed" and run.error and run.error in line, (run.status, run.error)  # not left running
-    assert wait_queue_empty(), squeue()
+    assert jobs_gone(), squeue()
     return line
 
 
 @pytest.mark.usefixtures("slurm")
 def test_an_export_only_this_host_has_names_every_node_that_cannot_read_it(tmp_path, host_only):
     shards = small_export(host_only)
-    profile = write_profile(tmp_path, workers_per_node=1)  # three whole nodes: n1, n2 and n3
+    profile = write_profile(tmp_path, job_name=JOB_NAME, workers_per_node=1)  # three whole nodes: n1, n2 and n3
     line = run_refused(tmp_path, pipeline(tmp_path, {"path": str(shards)}), profile, workers=3)
     assert line == (f"error: nodes n1, n2 and n3 cannot read the export {shards} (it exists only on this host?); "
                     "put the export on a path every node shares (your home or project directory on the "
@@ -92,7 +102,7 @@ def test_a_directory_the_workers_would_write_into_only_here_is_refused_before_th
         synth_bitcoin_export(export, 4_000, positive_rate=0.05, rows_per_shard=2_000, seed=0, client=client)
         target = host_only / "features.zarr"
         data = {"path": str(export / SHARDS), "cache": str(target)}
-    line = run_refused(tmp_path, pipeline(tmp_path, data), write_profile(tmp_path), workers=1)
+    line = run_refused(tmp_path, pipeline(tmp_path, data), write_profile(tmp_path, job_name=JOB_NAME), workers=1)
     node = re.match(r"error: node (n\d) ", line)
     assert node and node.group(1) in NODES, line
     assert f"cannot write the {case} into {target} (it exists only on this host?)" in line, line

@@ -42,6 +42,7 @@ __all__ = [
     "job_command",
     "describe",
     "check_inside_job",
+    "take_part",
     "start",
     "allocation_size",
     "largest_first",
@@ -300,6 +301,15 @@ def start(profile: AllocationProfile, workers: int | None = None):
     except BaseException:
         running.close()
         raise
+
+
+def take_part(profile: AllocationProfile) -> None:
+    """For a command that records something before it starts its cluster (a sweep): outside the job,
+    the one-line refusal; in the scheduler's and the workers' tasks, their part, where they end; in
+    the client's task nothing (its cluster starts with ``make_cluster``)."""
+    check_inside_job()
+    if os.environ.get("SLURM_PROCID") != "1":
+        start(profile)
 
 
 def check_inside_job() -> None:
