@@ -152,6 +152,9 @@ def test_cluster_axes_get_a_cluster_each_and_are_checked_against_the_machine(tmp
     ({"seeds": [1, 2, 3]}, "seeds lists 3 seeds for 2 trials"),
     ({"timeout": "soon"}, "timeout 'soon' is not a positive duration"),
     ({"metrics": ["auc"]}, "unknown metric 'auc'"),
+    ({"axes": {"workers": [1], "nodes": [1, 2]}}, "axes workers and nodes both size the cluster; keep one"),
+    ({"axes": {"nodes": [0, 2]}}, "nodes must be whole numbers of at least 1"),
+    ({"workers_per_node": 0}, "workers_per_node: Input should be greater than or equal to 1"),
 ])
 def test_a_bad_sweep_file_is_one_line_naming_the_key(tmp_path, export, change, words):
     path = sweep_file(tmp_path, export)
@@ -174,6 +177,29 @@ def test_the_command_refuses_bad_input_before_writing_anything(tmp_path, export)
                            "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "error: there is no sweep 'fresh' to resume" in proc.stderr, proc.stderr
     assert not (tmp_path / "runs").exists() or not SweepStore(tmp_path / "runs").list()
+
+
+def test_nodes_replace_the_workers_axis_and_size_each_cell(tmp_path, export):
+    path = sweep_file(tmp_path, export)
+    loaded = load_sweep(path, overrides={"axes.nodes": [1, 3], "workers_per_node": 2})
+    assert "workers" not in loaded.spec.axes and loaded.spec.axes["nodes"] == [1, 3]
+    assert "workers" not in loaded.spec.baseline  # the replaced axis's baseline goes with it
+    cells = plan_cells(loaded.spec)
+    assert [c.size(loaded.spec.workers_per_node) for c in cells] == [2] * 4 + [6] * 4  # nodes × workers per node
+    assert cells[0].label() == "ratio=1:1 nodes=1 trial=0" and cells[-1].label() == "ratio=1:4 nodes=3 trial=1"
+    back = load_sweep(path, overrides={"axes.nodes": [1, 3], "axes.workers": [2]})
+    assert back.spec.axes == {"sampling.ratio": ["1:1", "1:4"], "workers": [2]}
+
+
+def test_a_nodes_sweep_on_a_local_cluster_is_refused_in_one_line(tmp_path, export):
+    path = sweep_file(tmp_path, export)
+    proc = subprocess.run(["workbench", "sweep", str(path), "--nodes", "1,2", "--runs-dir", str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: the nodes axis needs a batch-system profile, not local: a local cluster is one machine; "
+        "give --cluster clusters/slurm.yaml (or sweep --workers instead)")
+    assert not (tmp_path / "runs").exists()
 
 
 # ---------------------------------------------------------------- end to end on a local cluster

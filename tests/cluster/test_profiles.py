@@ -198,3 +198,22 @@ def test_cli_cluster_script(tmp_path):
     assert proc.stdout.startswith("#!/usr/bin/env bash") and "#SBATCH -p debug" in proc.stdout
     proc = subprocess.run(["workbench", "cluster", "script", "local"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_workers_per_node_makes_each_job_one_whole_node(tmp_path):
+    path = profile(tmp_path, type="slurm", queue="debug", cores=4, memory="8GB", workers_per_node=2,
+                   job_extra_directives=["--qos=high"], interface="lo")
+    script = job_script(path, workers=6)
+    assert directives(script, "#SBATCH")[-2:] == ["#SBATCH --qos=high", "#SBATCH --exclusive"]
+    command = script.splitlines()[-1]
+    assert "--nworkers 2" in command and "--nthreads 2" in command and "--interface lo" in command
+    described = describe(path, workers=6)
+    assert described["processes"] == 2 and described["n_workers"] == 6  # 3 jobs: 3 distinct nodes
+    pbs = profile(tmp_path, type="pbs", cores=2, memory="4GB", workers_per_node=1)
+    assert "#PBS -l place=excl" in directives(job_script(pbs), "#PBS")
+
+
+def test_workers_per_node_and_a_different_processes_are_refused(tmp_path):
+    path = profile(tmp_path, type="slurm", cores=4, processes=4, workers_per_node=2)
+    with pytest.raises(ConfigError, match="processes 4 and workers_per_node 2 disagree"):
+        load_profile(path)
