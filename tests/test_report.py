@@ -111,7 +111,8 @@ def test_the_report_command_on_a_published_table(tmp_path):
                            "time_s", "--rows", "3000000", "-w", "1,2,4,8,16,32"], capture_output=True, text=True,
                           timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"^recommend: (16|32) worker\(s\) for 3,000,000 rows", proc.stdout, re.M), proc.stdout
+    # the table's scaling unit is nodes (--column workers=nodes): fitted and advised in nodes
+    assert re.search(r"^recommend: (16|32) node\(s\) for 3,000,000 rows", proc.stdout, re.M), proc.stdout
 
 
 # ---------------------------------------------------------------- Chromium through the DevTools protocol

@@ -64,7 +64,7 @@ def pipeline(directory: Path, export: Path) -> Path:
 
 
 def job_fields(job: str) -> dict[str, str]:
-    out = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=20).stdout
+    out = subprocess.run(["scontrol", "show", "job", job], check=False, capture_output=True, text=True, timeout=20).stdout
     return dict(re.findall(r"(\w+)=(\S+)", out))
 
 
@@ -94,6 +94,7 @@ def test_three_pbs_workers_on_three_nodes_give_the_metrics_of_three_local_worker
     local = run_pipeline(spec, cluster={"type": "local", "n_workers": 3, "threads_per_worker": 1},
                          runs_dir=tmp_path / "runs")
     assert on_pbs.record.status == local.record.status == "succeeded"
+    assert on_pbs.record.cluster["hosts"] == list(NODES), on_pbs.record.cluster  # recorded with the run
     assert on_pbs.record.cluster["workers"] == local.record.cluster["workers"] == 3
     for key in ("roc_auc", "pr_auc", "tn", "fp", "fn", "tp"):
         assert on_pbs.record.metrics[key] == local.record.metrics[key], key

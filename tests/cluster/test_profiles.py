@@ -210,7 +210,9 @@ def test_workers_per_node_makes_each_job_one_whole_node(tmp_path):
     described = describe(path, workers=6)
     assert described["processes"] == 2 and described["n_workers"] == 6  # 3 jobs: 3 distinct nodes
     pbs = profile(tmp_path, type="pbs", cores=2, memory="4GB", workers_per_node=1)
-    assert "#PBS -l place=excl" in directives(job_script(pbs), "#PBS")
+    assert "#PBS -l place=excl" in directives(job_script(pbs), "#PBS")  # PBS Pro
+    torque = profile(tmp_path, type="pbs", cores=4, memory="4GB", workers_per_node=1, resource_spec="nodes=1:ppn=4")
+    assert directives(job_script(torque), "#PBS -l") == ["#PBS -l nodes=1:ppn=4", "#PBS -l walltime=00:30:00"]
 
 
 def test_workers_per_node_and_a_different_processes_are_refused(tmp_path):

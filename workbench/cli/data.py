@@ -70,7 +70,7 @@ def data_cache(
         typer.echo(f"cache {target} is up to date with {data.path}")
         return
     with _cluster(cluster, workers, connect) as client:
-        ensure_export(data, client, say)
+        ensure_export(data.model_copy(update={"cache": str(target)}), client, say)  # --to is checked too
         say(f"building the cache ({reason})")
         path = build_cache(data.path, target, data.target, compressor=compressor, client=client, progress=say, **kwargs)
     cached = read_cache(path)

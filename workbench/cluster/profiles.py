@@ -135,6 +135,9 @@ class JobqueueProfile(StrictModel):
     #: The job directives that give a job a node of its own (``workers_per_node``).
     whole_node: ClassVar[list[str]] = []
 
+    def whole_node_directives(self, kwargs: dict) -> list[str]:
+        return list(self.whole_node)
+
     @model_validator(mode="after")
     def _one_job_per_node(self):
         if self.workers_per_node is not None and self.processes is not None and self.processes != self.workers_per_node:
@@ -179,10 +182,11 @@ class JobqueueProfile(StrictModel):
         # only does that for a `processes` it is given, not one it reads from its config).
         kwargs["processes"] = int(merged.get("workers_per_node") or kwargs.get("processes")
                                   or dask.config.get(f"jobqueue.{self.type}.processes", None) or 1)
-        if merged.get("workers_per_node") and self.whole_node:
+        whole_node = self.whole_node_directives(kwargs) if merged.get("workers_per_node") else []
+        if whole_node:
             directives = list(kwargs.get("job_extra_directives")
                               or dask.config.get(f"jobqueue.{self.type}.job-extra-directives", []) or [])
-            kwargs["job_extra_directives"] = directives + [d for d in self.whole_node if d not in directives]
+            kwargs["job_extra_directives"] = directives + [d for d in whole_node if d not in directives]
         if kwargs.pop("security", True):
             kwargs["security"] = True
             kwargs["shared_temp_directory"] = os.path.expanduser(
@@ -248,7 +252,13 @@ class PBSProfile(JobqueueProfile):
     type: Literal["pbs"] = "pbs"
     account: str | None = None
     resource_spec: str | None = None
-    whole_node: ClassVar[list[str]] = ["-l place=excl"]  # PBS Pro; Torque: resource_spec nodes=1:ppn=<cores>
+    whole_node: ClassVar[list[str]] = ["-l place=excl"]
+
+    def whole_node_directives(self, kwargs: dict) -> list[str]:
+        # PBS Pro's `place=excl`; Torque does not know it: there `resource_spec: nodes=1:ppn=<the
+        # node's cores>` takes the whole node.
+        spec = str(kwargs.get("resource_spec") or dask.config.get("jobqueue.pbs.resource-spec", None) or "")
+        return [] if spec.startswith("nodes=") else list(self.whole_node)
 
     @staticmethod
     def status_command(ids: list[str]) -> list[str]:

@@ -79,8 +79,9 @@ def cache_needs(cache) -> list[Need]:
 def check_nodes_see(client, needs: Iterable[Need]) -> None:
     """Raise a one-line :class:`~workbench.errors.DataError` naming the nodes that cannot see ``needs``.
 
-    One ``client.run`` on every worker of ``client`` (nothing is checked without one). A directory to write into is created here if missing, and a marker file
-    written into it for the workers to find; the marker is removed afterwards.
+    One ``client.run`` on every worker of ``client`` (nothing is checked without one). A directory
+    to write into is created here if missing, and a marker file written into it for the workers to
+    find; the marker is removed afterwards.
     """
     needs = list(needs)
     if client is None or not needs:
@@ -88,24 +89,39 @@ def check_nodes_see(client, needs: Iterable[Need]) -> None:
     markers: list[Path] = []
     try:
         probes = [_probe(need, markers) for need in needs]
-        answers = client.run(_look, [(p, size, writable) for _, p, size, writable in probes], ANSWER_TIMEOUT,
+        answers = client.run(_look, [(p.file, p.size, p.writable) for p in probes], ANSWER_TIMEOUT,
                              on_error="return")
     finally:
         for marker in markers:
             marker.unlink(missing_ok=True)
-    problems: dict[str, tuple[Need, str, str, str, bool]] = {}  # hostname -> (need, file, kind, detail, all failed)
+    problems: dict[str, _Problem] = {}  # hostname -> the first problem one of its workers found
     for answer in answers.values():
         if not isinstance(answer, tuple):  # a worker that could not run the check: its reads will say why
             continue
         hostname, found = answer
         if found and hostname not in problems:
             index, kind, detail = found[0]
-            need = probes[index][0]
-            every = sum(1 for i, _, _ in found if probes[i][0].shown == need.shown) == sum(
-                1 for n, *_ in probes if n.shown == need.shown)
-            problems[hostname] = (need, probes[index][1], kind, detail, every)
+            probe = probes[index]
+            alike = {i for i, p in enumerate(probes) if p.need.shown == probe.need.shown}
+            problems[hostname] = _Problem(probe, kind, detail, alike <= {i for i, _, _ in found})
     if problems:
         raise _error(problems)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    need: Need
+    file: str  # what the workers open: the need's file, or a marker in the need's directory
+    size: int  # its size here
+    writable: str  # the directory the workers must write into, or ""
+
+
+@dataclass(frozen=True)
+class _Problem:
+    probe: _Probe
+    kind: str  # see _look
+    detail: str
+    everything: bool  # none of the files the error names was there
 
 
 def _look(probes: list[tuple[str, int, str]], timeout: float) -> tuple[str, list[tuple[int, str, str]]]:
@@ -126,7 +142,7 @@ def _look(probes: list[tuple[str, int, str]], timeout: float) -> tuple[str, list
 
     threading.Thread(target=run, daemon=True, name="workbench-reach").start()
     if not done.wait(timeout):
-        return socket.gethostname(), [(len(found), "timeout", f"{timeout:g} s")]
+        return socket.gethostname(), [(min(len(found), len(probes) - 1), "timeout", f"{timeout:g} s")]
     return socket.gethostname(), found
 
 
@@ -148,10 +164,9 @@ def _problem(path: str, size: int, writable: str) -> tuple[str, str] | None:
     return None
 
 
-def _probe(need: Need, markers: list[Path]) -> tuple[Need, str, int, str]:
-    """``(need, file the workers open, its size here, directory they must write into)``."""
+def _probe(need: Need, markers: list[Path]) -> _Probe:
     if need.action == "read":
-        return need, need.path, os.stat(need.path).st_size, ""
+        return _Probe(need, need.path, os.stat(need.path).st_size, "")
     directory = Path(need.path)
     marker = directory / f".workbench-reach-{uuid.uuid4().hex}"
     try:
@@ -161,32 +176,39 @@ def _probe(need: Need, markers: list[Path]) -> tuple[Need, str, int, str]:
         raise DataError(f"cannot write {need.what} into {directory}: {exc.strerror or exc}",
                         "choose a directory you may write to") from None
     markers.append(marker)
-    return need, str(marker), marker.stat().st_size, str(directory)
+    return _Probe(need, str(marker), marker.stat().st_size, str(directory))
 
 
-def _error(problems: dict[str, tuple]) -> DataError:
-    first = min(problems)
-    need, path, kind, detail, every = problems[first]
-    nodes = sorted(h for h, (n, _, k, _, _) in problems.items() if k == kind and n.shown == need.shown)
-    who = f"node {nodes[0]}" if len(nodes) == 1 else f"nodes {', '.join(nodes[:-1])} and {nodes[-1]}"
-    shown = need.shown if every or need.action == "write" else path
-    action = f"cannot read {need.what} {shown}" if need.action == "read" else f"cannot write {need.what} into {need.shown}"
-    why = {
-        "missing": "it exists only on this host?",
-        "denied": "permission denied there",
-        "different": f"another file there: {detail}",
-        "unwritable": "no write permission there",
-        "timeout": f"no answer within {detail}: a hung file system?",
-    }.get(kind, detail)
-    noun = "the cache" if "cache" in need.what else "the export"
-    if kind in ("missing", "different"):
-        fix = f"put {noun} on a path every node shares (your home or project directory on the cluster's shared file system"
-        fix += ", not /tmp: each node has its own)" if need.shown.startswith("/tmp/") else ")"
-    elif kind in ("denied", "unwritable"):
-        verb = "read" if need.action == "read" else "write into"
-        fix = f"let the account the workers run as on {who.split(' ', 1)[1]} {verb} it"
+_WHY = {
+    "missing": "it exists only on this host?",
+    "denied": "permission denied there",
+    "different": "another file there: {detail}",
+    "unwritable": "no write permission there",
+    "timeout": "no answer within {detail}: a hung file system?",
+    "error": "{detail}",
+}
+
+
+def _error(problems: dict[str, _Problem]) -> DataError:
+    """One line for the first node's problem, naming every node that has the same one."""
+    problem = problems[min(problems)]
+    need = problem.probe.need
+    nodes = sorted(host for host, p in problems.items() if p.kind == problem.kind and p.probe.need.shown == need.shown)
+    names = nodes[0] if len(nodes) == 1 else f"{', '.join(nodes[:-1])} and {nodes[-1]}"
+    who = f"{'node' if len(nodes) == 1 else 'nodes'} {names}"
+    if need.action == "write":
+        action = f"cannot write {need.what} into {need.shown}"
     else:
-        fix = f"check that {who.split(' ', 1)[1]} mount{'s' if len(nodes) == 1 else ''} {need.shown}"
+        action = f"cannot read {need.what} {need.shown if problem.everything else problem.probe.file}"
+    why = _WHY[problem.kind].format(detail=problem.detail)
+    if problem.kind in ("missing", "different"):
+        noun = "the cache" if "cache" in need.what else "the export"
+        fix = (f"put {noun} on a path every node shares (your home or project directory on the cluster's shared "
+               "file system" + (", not /tmp: each node has its own)" if need.shown.startswith("/tmp/") else ")"))
+    elif problem.kind in ("denied", "unwritable"):
+        fix = f"let the account the workers run as on {names} {'read' if need.action == 'read' else 'write into'} it"
+    else:
+        fix = f"check that {names} {'mounts' if len(nodes) == 1 else 'mount'} {need.shown} as this host does"
     return DataError(f"{who} {action} ({why})", fix)
 
 
