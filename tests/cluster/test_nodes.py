@@ -9,6 +9,7 @@ address on the `wb0` network (10.77.0.11-13) and its own /tmp. The scheduler run
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import dask.config
 import pytest
 import yaml
 
@@ -179,7 +181,8 @@ def test_a_node_dying_mid_training_is_survived_and_the_node_used_again(tmp_path,
             killed.set()
             threading.Timer(1.0, kill_node, args=("n2",)).start()
 
-    with wb.cluster(profile, workers=3) as client:
+    # The survivors give up waiting for n2 in XGBoost's allreduce after 20 s (default 120 s).
+    with wb.cluster(profile, workers=3) as client, dask.config.set({"workbench.train.collective_timeout": "20s"}):
         with pytest.warns(WorkbenchWarning, match="a worker was lost during training"):
             result = run_pipeline(spec, client=client, runs_dir=tmp_path / "runs", progress=progress)
         assert killed.is_set()
@@ -204,8 +207,10 @@ def test_a_node_dying_mid_sweep_is_recorded_once_with_its_name(tmp_path, export,
     })
     profile = write_profile(tmp_path, job_name="wb-sweepdie")
     out = (tmp_path / "sweep.out").open("w")
+    env = {**os.environ, "DASK_WORKBENCH__TRAIN__COLLECTIVE_TIMEOUT": "20s"}  # the survivors stop waiting for n2
     proc = subprocess.Popen(["workbench", "sweep", str(sweep), "--cluster", str(profile),
-                             "--runs-dir", str(tmp_path / "runs")], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+                             "--runs-dir", str(tmp_path / "runs")], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+                            env=env)
     try:
         deadline = time.monotonic() + 240
         while "cell 2/4" not in (tmp_path / "sweep.out").read_text():

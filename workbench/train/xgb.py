@@ -13,7 +13,9 @@ import dask.dataframe as dd
 import pandas as pd
 import xgboost as xgb
 from distributed import get_client, get_worker, wait
+from dask.utils import parse_timedelta
 from xgboost import dask as dxgb
+from xgboost.collective import Config as CollConfig
 
 from ..cluster import wait_for_workers
 from ..data.dataset import Dataset
@@ -186,9 +188,12 @@ def _fit(client, train, train_frame, valid_frame, params, num_boost_round, early
         evals.append((dvalid, "valid"))
     dmatrix_seconds = time.perf_counter() - started
     started = time.perf_counter()
+    # When a peer's node dies, the survivors would wait in the allreduce for it forever (its socket
+    # is not always closed): past this timeout they fail, and training starts over without it.
+    timeout = int(parse_timedelta(dask.config.get("workbench.train.collective_timeout", "120s")))
     output = dxgb.train(
         client, params, dtrain, num_boost_round=num_boost_round, evals=evals,
-        early_stopping_rounds=early_stopping_rounds, verbose_eval=False,
+        early_stopping_rounds=early_stopping_rounds, verbose_eval=False, coll_cfg=CollConfig(timeout=timeout),
     )
     return {**output, "train_seconds": time.perf_counter() - started}, dmatrix_seconds
 
