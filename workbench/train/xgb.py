@@ -209,8 +209,10 @@ def _in_rank_order(client, frame: dd.DataFrame) -> dd.DataFrame:
     info = client.scheduler_info(n_workers=-1)["workers"]
     ranks = sorted(info, key=lambda address: f"[xgboost.dask-{info[address].get('name')}]:{address}")
     parts = frame.to_delayed(optimize_graph=False)
+    # A preference the scheduler keeps while the worker lives: if it dies, the block goes elsewhere
+    # (and the training that follows starts over) instead of waiting for it forever.
     futures = [
-        client.compute(part, workers=[ranks[i * len(ranks) // len(parts)]], allow_other_workers=False)
+        client.compute(part, workers=[ranks[i * len(ranks) // len(parts)]], allow_other_workers=True)
         for i, part in enumerate(parts)
     ]
     wait(futures)
