@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -53,14 +56,37 @@ def outside_slurm() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
 
 
-def sbatch_wait(script: Path, cwd: Path) -> str:
-    """Submit ``script`` with plain sbatch, wait for the job to end, and return its id."""
-    proc = subprocess.run(["sbatch", "--parsable", "--wait", str(script)], capture_output=True, text=True,
-                          timeout=400, cwd=cwd)
+def sbatch_wait(script: Path, cwd: Path, timeout: float = 600) -> str:
+    """Submit ``script`` with plain sbatch, wait for the job to leave the queue, and return its id
+    (a job still queued at ``timeout`` is cancelled, and the test fails)."""
+    proc = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
     job = proc.stdout.strip().split(";")[0]
-    logs = "".join(p.read_text()[-3000:] for p in sorted((cwd / "logs").glob(f"{JOB}-{job}.*")))
-    assert proc.returncode == 0, (proc.stderr, logs)
+    deadline = time.monotonic() + timeout
+    while [line for line in squeue() if line.split()[0] == job]:
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", job], timeout=30)
+            pytest.fail(f"job {job} still queued after {timeout:.0f}s: {squeue()}")
+        time.sleep(1)
     return job
+
+
+def submit_wait(*args, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`workbench cluster submit … --wait …` as a user runs it; stopped like Ctrl-C (which cancels
+    the job) if it has not ended by ``timeout``."""
+    proc = subprocess.Popen(["workbench", "cluster", "submit", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=cwd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        pytest.fail(f"the job had not ended after {timeout:.0f}s and was cancelled:\n{out}\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def job_logs(cwd: Path, job: str) -> str:
+    return "".join(p.read_text()[-3000:] for p in sorted((cwd / "logs").glob(f"{JOB}-{job}.*")))
 
 
 # ---------------------------------------------------------------- the script, and refusals (no SLURM)
@@ -105,7 +131,7 @@ def test_the_script_asks_for_the_nodes_and_runs_the_command_in_every_task(cli, w
     (["cluster", "submit", "slurm.yaml", "--", "run", "small.yaml"],
      "slurm.yaml is a slurm profile; `cluster submit` submits slurm-allocation jobs"),
     (["cluster", "show", "alloc.yaml", "--workers", "3"],
-     "3 workers asked for, but the allocation has 2 (2 node(s) × 1 worker(s) per node) and cannot grow"),
+     "3 workers asked for, but the allocation has 2 (2 node(s) with 1 worker(s) each) and cannot grow"),
 ])
 def test_a_bad_request_is_one_line(cli, work, args, words):
     write_profile(work)
@@ -149,7 +175,9 @@ def test_the_rendered_script_runs_a_pipeline_across_two_nodes_into_the_shared_ru
     job = sbatch_wait(work / "job.sh", work)
 
     out = (work / "logs" / f"{JOB}-{job}.out").read_text()
-    [record] = RunStore(work / "runs").list()
+    records = RunStore(work / "runs").list() if (work / "runs").exists() else []
+    assert len(records) == 1, job_logs(work, job)
+    [record] = records
     assert f"run {record.id} (small) succeeded" in out
     assert record.status == "succeeded" and record.cluster["workers"] == 2
     hosts = record.cluster["hosts"]
@@ -170,8 +198,7 @@ def test_the_rendered_script_runs_a_pipeline_across_two_nodes_into_the_shared_ru
 @pytest.mark.usefixtures("slurm")
 def test_a_sweep_in_one_allocation_runs_its_worker_counts_on_subsets_of_it(work):
     (work / "sweep.yaml").write_text("name: in-one-job\npipeline: small.yaml\naxes:\n  workers: [2, 1]\ntrials: 1\n")
-    proc = subprocess.run(["workbench", "cluster", "submit", "alloc.yaml", "--wait", "--", "sweep", "sweep.yaml"],
-                          capture_output=True, text=True, timeout=400, cwd=work)
+    proc = submit_wait("alloc.yaml", "--wait", "--", "sweep", "sweep.yaml", cwd=work)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert proc.stdout.startswith("submitted job ")
     assert "sweep in-one-job: 2 cells; 2 succeeded and 0 failed in this run" in proc.stdout  # the job's output
@@ -188,10 +215,50 @@ def test_a_sweep_in_one_allocation_runs_its_worker_counts_on_subsets_of_it(work)
 
 @pytest.mark.usefixtures("slurm")
 def test_more_workers_than_the_allocation_has_end_the_job_with_one_line(work):
-    proc = subprocess.run(["workbench", "cluster", "submit", "alloc.yaml", "--wait", "--",
-                           "run", "small.yaml", "--workers", "3"], capture_output=True, text=True, timeout=300, cwd=work)
+    proc = submit_wait("alloc.yaml", "--wait", "--", "run", "small.yaml", "--workers", "3", cwd=work)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     error = assert_one_line_error(proc)
-    assert "ended FAILED (exit code 2): 3 workers asked for, but the allocation has 2 (4 tasks on 2 node(s), " \
+    assert "failed: 3 workers asked for, but the allocation has 2 (4 tasks on 2 node(s), " \
            "less the scheduler and the client) and cannot grow" in error, error
     assert not (work / "runs").exists() or not RunStore(work / "runs").list()
+
+
+@pytest.mark.usefixtures("slurm")
+def test_in_its_job_but_not_in_an_srun_step_of_three_tasks_the_command_refuses(work):
+    command = f"{sys.executable} -m workbench run small.yaml --cluster alloc.yaml"
+    (work / "logs").mkdir()
+    (work / "bare.sh").write_text(
+        f"#!/usr/bin/env bash\n#SBATCH -J {JOB}\n#SBATCH -p debug\n#SBATCH -N 1\n#SBATCH -n 2\n#SBATCH --mem=500M\n"
+        f"#SBATCH -t 00:05:00\n#SBATCH -o logs/{JOB}-%j.out\n#SBATCH -e logs/{JOB}-%j.err\n"
+        f"{command}\necho batch=$?\nsrun -n 2 {command}\necho step=$?\n")
+    job = sbatch_wait(work / "bare.sh", work)
+    assert (work / "logs" / f"{JOB}-{job}.out").read_text().split() == ["batch=2", "step=2"], job_logs(work, job)
+    errors = [line for line in (work / "logs" / f"{JOB}-{job}.err").read_text().splitlines() if line.startswith("error:")]
+    assert errors[0].startswith(f"error: a slurm-allocation profile runs in every task of an srun step, and this is "
+                                f"job {job}'s batch script itself"), errors
+    too_few = ("error: this srun step has 2 task(s), and one allocation needs at least 3 (the scheduler, the client "
+               "and a worker); run the script `workbench cluster script` writes, which starts nodes × workers_per_node "
+               "+ 2 tasks")
+    assert errors[1:] == [too_few, too_few], errors
+    assert not (work / "runs").exists() or not RunStore(work / "runs").list()
+
+
+@pytest.mark.usefixtures("slurm")
+def test_ctrl_c_while_waiting_cancels_the_job(work):
+    proc = subprocess.Popen(["workbench", "cluster", "submit", "alloc.yaml", "--wait", "--", "run", "small.yaml"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("submitted job "), first
+        job = first.split()[2].rstrip(":")
+        assert [line for line in squeue() if line.split()[0] == job]
+        time.sleep(2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"job {job}: cancelled" in err, err
+    deadline = time.monotonic() + 30  # a cancelled job passes through COMPLETING
+    while [line for line in squeue() if line.split()[0] == job]:
+        assert time.monotonic() < deadline, squeue()
+        time.sleep(0.5)

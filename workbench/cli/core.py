@@ -164,8 +164,8 @@ def cluster_show(
 
 CommandArgument = Annotated[
     Optional[list[str]],
-    typer.Argument(help="slurm-allocation only, after `--`: the workbench command the job runs, e.g. "
-                        "-- run pipelines/quickstart.yaml (default: the profile's command:). "
+    typer.Argument(help="For a slurm-allocation profile, after `--`: the workbench command the job runs, e.g. "
+                        "-- run pipelines/quickstart.yaml (default: the profile's command:); "
                         "--cluster PROFILE is added unless given.", show_default=False),
 ]
 NodesOption = Annotated[
@@ -223,9 +223,10 @@ def cluster_submit(
         stderr = Path(end.get("stderr") or f"{out}.err")
         lines = stderr.read_text().splitlines() if stderr.is_file() else []
         said = next((line for line in reversed(lines) if line.startswith("error:")), None)
-        typer.echo(f"error: job {job_id} ended {end['state']} (exit code {end['exit_code']})"
-                   + (f": {said[len('error: '):]}" if said else "") + f"; read {stderr}", err=True)
-        raise typer.Exit(end["exit_code"] or 1)
+        typer.echo(f"error: job {job_id} failed: {said[len('error: '):]}; read {stderr}" if said else
+                   f"error: job {job_id} ended {end['state']} (exit code {end['exit_code']}); read {stderr}", err=True)
+        # a workbench error in the job is exit status 2, whatever srun made of the tasks it then stopped
+        raise typer.Exit(2 if said else (end["exit_code"] or 1))
 
 
 def _allocation_command(command: list[str] | None) -> list[str] | None:

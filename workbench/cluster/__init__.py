@@ -204,8 +204,7 @@ def job_script(profile, *, workers: int | None = None, command: list[str] | None
         raise ClusterError(f"a {profile.type} profile's job script starts workers only; a command and --nodes are "
                            f"for a {allocation.TYPE} profile", "drop them, or give a slurm-allocation profile")
     if not isinstance(profile, JobqueueProfile):
-        raise ClusterError(f"a {profile.type} profile submits no job script",
-                           f"give a slurm, pbs, sge, lsf or {allocation.TYPE} profile")
+        raise ClusterError(f"a {profile.type} profile submits no job script", "give a slurm, pbs, sge or lsf profile")
     running = _jobqueue.create(profile, workers)
     try:
         return running.job_script()

@@ -55,7 +55,6 @@ __all__ = [
 TYPE = "slurm-allocation"
 HEAD_RANKS = 2  # rank 0 the scheduler, rank 1 the client
 PRIVATE_PATHS = ("/tmp", "/dev/shm")  # node-local on a cluster: a scheduler file there is seen by one node only
-DOCS = "docs/clusters/slurm.md#one-allocation"
 
 _PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -198,12 +197,12 @@ def job_script(profile: AllocationProfile, command: list[str], *, nodes: int | N
     lines = [
         "#!/usr/bin/env bash",
         *(f"#SBATCH {d}" for d in directives),
-        f"# {TYPE}: {nodes} node(s) x {per_node} worker(s) = {nodes * per_node} worker(s) of {s['cores']} thread(s)"
-        f" and {s['memory']}; the job's output (the command's) is in {logs}/ (create it before a plain sbatch)",
+        f"# {TYPE}: {nodes} node(s) with {per_node} worker(s) each, {s['cores']} thread(s) and {s['memory']} per worker.",
+        f"# The command's output is in {logs}/ (`workbench cluster submit` creates it; before a plain sbatch, mkdir it).",
         *(s.get("job_script_prologue") or []),
         *(f"export {k}={shlex.quote(str(v))}" for k, v in env.items()),
         "",
-        f"# One srun step, every task running the same command: rank 0 becomes the Dask scheduler, rank 1",
+        "# One srun step, every task running the same command: rank 0 becomes the Dask scheduler, rank 1",
         f"# the client (the command itself), ranks 2.. the workers, {per_node} per node. The first node also",
         "# takes the scheduler and the client (--overcommit), in the order this host file gives.",
         'nodes=$(scontrol show hostnames "$SLURM_JOB_NODELIST")',
@@ -211,8 +210,8 @@ def job_script(profile: AllocationProfile, command: list[str], *, nodes: int | N
         "SLURM_HOSTFILE=$(mktemp)",
         "export SLURM_HOSTFILE",
         "trap 'rm -f \"$SLURM_HOSTFILE\"' EXIT",
-        f'{{ echo "$first"; echo "$first"; for node in $nodes; do for _ in $(seq {per_node}); do echo "$node"; done; done; }}'
-        ' > "$SLURM_HOSTFILE"',
+        (f'{{ echo "$first"; echo "$first"; for node in $nodes; do for _ in $(seq {per_node}); do echo "$node"; done; done; }}'
+         ' > "$SLURM_HOSTFILE"'),
         "unset SLURM_NTASKS_PER_NODE",
         'srun --distribution=arbitrary --overcommit --kill-on-bad-exit=1 --ntasks="$(wc -l < "$SLURM_HOSTFILE")" \\',
         f"  {run}",
@@ -231,7 +230,7 @@ def allocation_size(profile: AllocationProfile) -> tuple[int, str]:
         nodes = os.environ.get("SLURM_STEP_NUM_NODES") or os.environ.get("SLURM_JOB_NUM_NODES") or "?"
         return int(tasks) - HEAD_RANKS, f"{tasks} tasks on {nodes} node(s), less the scheduler and the client"
     s = profile.settings()
-    return profile.size, f"{s['nodes']} node(s) × {s['workers_per_node']} worker(s) per node"
+    return profile.size, f"{s['nodes']} node(s) with {s['workers_per_node']} worker(s) each"
 
 
 def check_workers(profile: AllocationProfile, workers: int | None) -> None:
@@ -344,9 +343,13 @@ def _submit_hint() -> str:
 
 
 def _scheduler_file(settings: dict) -> Path:
-    name = str(settings["scheduler_file"]).format(
-        job_name=settings["job_name"], job_id=os.environ.get("SLURM_JOB_ID", "0"),
-        step_id=os.environ.get("SLURM_STEP_ID", "0"))
+    try:
+        name = str(settings["scheduler_file"]).format(
+            job_name=settings["job_name"], job_id=os.environ.get("SLURM_JOB_ID", "0"),
+            step_id=os.environ.get("SLURM_STEP_ID", "0"))
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError(f"scheduler_file {settings['scheduler_file']!r} names a field it cannot have",
+                          "use only {job_name}, {job_id} and {step_id} in it") from None
     path = Path(os.path.expanduser(name))
     if not path.is_absolute():
         path = Path(os.path.expanduser(settings["log_directory"])) / path
