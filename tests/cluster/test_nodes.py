@@ -62,7 +62,9 @@ def write(directory: Path, name: str, data: dict) -> Path:
 
 
 def node_state(node: str) -> str:
-    return subprocess.run(["sinfo", "-h", "-n", node, "-o", "%T"], capture_output=True, text=True, timeout=20).stdout.strip()
+    """SLURM's state of ``node`` without the ``*`` it adds while the node does not respond (``down*``)."""
+    out = subprocess.run(["sinfo", "-h", "-n", node, "-o", "%T"], capture_output=True, text=True, timeout=20)
+    return out.stdout.strip().rstrip("*")
 
 
 def test_three_workers_on_three_nodes_over_tls(tmp_path):
