@@ -370,7 +370,7 @@ def test_an_unknown_cluster_type(tmp_path, monkeypatch):
     path = write(tmp_path, "# a batch cluster\ntype: torque\ncores: 8\n", "hpc.yaml")
     with pytest.raises(ConfigError) as info:
         load_profile(path)
-    assert str(info.value) == f"{path}:2: type: unknown cluster type 'torque'; cluster types are local, slurm, pbs, sge, lsf; see docs/clusters/README.md"
+    assert str(info.value) == f"{path}:2: type: unknown cluster type 'torque'; cluster types are local, slurm, pbs, sge, lsf, slurm-allocation; see docs/clusters/README.md"
     with pytest.raises(ConfigError, match="unknown cluster type 'htcondor'"):
         load_profile({"type": "htcondor"})
 

@@ -197,7 +197,8 @@ def test_the_rendered_script_runs_a_pipeline_across_two_nodes_into_the_shared_ru
 
 @pytest.mark.usefixtures("slurm")
 def test_a_sweep_in_one_allocation_runs_its_worker_counts_on_subsets_of_it(work):
-    (work / "sweep.yaml").write_text("name: in-one-job\npipeline: small.yaml\naxes:\n  workers: [2, 1]\ntrials: 1\n")
+    # asked smallest first: an allocation cannot grow, so the sweep runs its largest count first
+    (work / "sweep.yaml").write_text("name: in-one-job\npipeline: small.yaml\naxes:\n  workers: [1, 2]\ntrials: 1\n")
     proc = submit_wait("alloc.yaml", "--wait", "--", "sweep", "sweep.yaml", cwd=work)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert proc.stdout.startswith("submitted job ")
@@ -205,7 +206,7 @@ def test_a_sweep_in_one_allocation_runs_its_worker_counts_on_subsets_of_it(work)
     assert re.search(r"job \d+: RUNNING on n\[\d[-,]\d\]", proc.stderr), proc.stderr
     assert re.search(r"job \d+: COMPLETED on n", proc.stderr), proc.stderr
 
-    cells = sorted(SweepStore(work / "runs").cells("in-one-job"), key=lambda c: -c["workers"])
+    cells = SweepStore(work / "runs").cells("in-one-job")  # in the order they were recorded
     assert [(c["workers"], c["status"], len(c["hosts"])) for c in cells] == [(2, "succeeded", 2), (1, "succeeded", 1)]
     assert set(cells[0]["hosts"]) <= set(NODES)
     job = proc.stdout.split()[2].rstrip(":")

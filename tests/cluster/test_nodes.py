@@ -157,7 +157,7 @@ def test_more_nodes_than_the_partition_has_is_one_line(tmp_path, export, command
     assert line.startswith("error: 4 nodes asked for (1 worker(s) per node), but partition debug has 3; "
                            "ask for at most 3 nodes"), line
     assert squeue("wb-toomany") == []
-    assert not (tmp_path / "runs" / "runs.sqlite").exists() or RunStore(tmp_path / "runs").list() == []
+    assert not (tmp_path / "runs" / "runs.sqlite").exists()  # refused before the run store is opened
 
 
 @pytest.fixture

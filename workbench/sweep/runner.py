@@ -25,7 +25,7 @@ from dask.utils import format_time
 
 from .. import progress as progress_bars
 from ..cluster import cluster as open_cluster
-from ..cluster import JobqueueProfile, check_nodes, cluster_summary, load_profile, scale, worker_hosts
+from ..cluster import JobqueueProfile, allocation, check_nodes, cluster_summary, load_profile, scale, worker_hosts
 from ..errors import ClusterError, ConfigError, WorkbenchError, WorkbenchWarning
 from ..stores.runs import describe_error
 from ..stores.sweeps import ABANDONED, SweepStore
@@ -98,6 +98,8 @@ def run_sweep(
     cells = plan_cells(spec)
     profile = load_profile(cluster if cluster is not None else spec.cluster if spec.cluster is not None
                            else loaded.pipeline.cluster)
+    if client is None and isinstance(profile, allocation.AllocationProfile):
+        allocation.take_part(profile)  # outside its job: one line; its scheduler's and workers' tasks serve and end here
     profile, per_node = _per_node(spec, profile, cells, client)
     size = lambda cell: cell.size(per_node)  # noqa: E731 - the workers a cell runs on
     if client is None:
@@ -129,6 +131,8 @@ def run_sweep(
     with progress_bars.task(f"sweep {spec.name}", total=len(todo)) as bar:
         for _, group in groups(todo, key=cluster_key):
             group_profile = _group_profile(profile, group[0])
+            if isinstance(group_profile, allocation.AllocationProfile):
+                group = allocation.largest_first(group, size)  # an allocation cannot grow: largest worker count first
             with _cluster_for(group, group_profile, client, result, say, size) as session:
                 rescale = _rescaler(session, group_profile, result, say)
                 for workers, cells_here in groups(group, key=size):
@@ -170,6 +174,8 @@ def _per_node(spec: SweepSpec, profile, cells: list[Cell], client):
     """
     if not any(c.nodes is not None for c in cells):
         return profile, 1
+    if isinstance(profile, allocation.AllocationProfile):  # its workers retire a whole node at a time, last first
+        return profile, int(profile.settings()["workers_per_node"])
     if client is not None:
         raise ClusterError("a sweep over nodes places whole-node jobs itself and cannot run on --connect's cluster",
                            "drop --connect and give the batch-system profile with --cluster")
