@@ -128,7 +128,7 @@ def test_a_sweep_over_nodes_records_the_hostnames_of_every_cell(tmp_path, export
         assert len(hosts) == len(set(hosts)) == row.nodes, row
         assert set(hosts) <= set(NODES)
     assert sorted(table["nodes"]) == [1, 1, 2, 2, 3, 3]
-    assert table["roc_auc"].nunique() == 2  # one value per trial seed, whatever the node count
+    assert table["roc_auc"].between(0.85, 1).all()  # a different worker count is a different model: no equality
     report = run_workbench("report", "over-nodes", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"),
                            cwd=tmp_path)
     assert report.returncode == 0, report.stderr
