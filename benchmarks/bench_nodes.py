@@ -83,8 +83,10 @@ def sweep_overhead(directory: Path, export: Path, flag: str, counts: str, trials
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))
     runs = directory / f"runs-{name}"
     started = time.perf_counter()
-    subprocess.run(["workbench", "sweep", str(path), "--cluster", str(cluster_file), flag, counts,
-                    "--runs-dir", str(runs)], check=True, cwd=directory, stdout=subprocess.DEVNULL)
+    proc = subprocess.run(["workbench", "sweep", str(path), "--cluster", str(cluster_file), flag, counts,
+                           "--runs-dir", str(runs)], cwd=directory, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"the sweep failed:\n{proc.stderr[-3000:]}")
     wall = time.perf_counter() - started
     table = sweep_table(name, runs)
     inside = float(table["pipeline_seconds"].sum())
