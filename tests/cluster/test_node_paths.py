@@ -124,3 +124,23 @@ def test_a_local_cluster_sees_the_hosts_tmp_and_the_check_costs_milliseconds(tmp
     result = run_pipeline(load_pipeline(pipeline(tmp_path, {"path": str(shards)}, name="local-tmp")), client=client,
                           runs_dir=tmp_path / "runs")
     assert result.record.status == "succeeded" and 0.5 < result.record.metrics["roc_auc"] <= 1
+
+
+@pytest.mark.usefixtures("slurm")
+@pytest.mark.parametrize("case", ["the export", "the scores"])
+def test_predict_on_nodes_that_cannot_see_the_data_or_the_output_is_one_line(tmp_path, host_only, case, client):
+    export = tmp_path / "export"
+    synth_bitcoin_export(export, 4_000, positive_rate=0.05, rows_per_shard=2_000, seed=0, client=client)
+    trained = run_pipeline(load_pipeline(pipeline(tmp_path, {"path": str(export / SHARDS)})), client=client,
+                           runs_dir=tmp_path / "runs")
+    data = small_export(host_only / "export") if case == "the export" else export / SHARDS
+    out = tmp_path / "scores" if case == "the export" else host_only / "scores"
+    proc = workbench("predict", trained.record.id, str(data), "--out", str(out), "--runs-dir", tmp_path / "runs",
+                     "--cluster", write_profile(tmp_path, job_name=JOB_NAME), "--workers", 1, cwd=tmp_path)
+    line = assert_one_line_error(proc)
+    node = re.match(r"error: node (n\d) ", line)
+    assert node and node.group(1) in NODES, line
+    shown = f"cannot read the export {data}" if case == "the export" else f"cannot write the scores into {out}"
+    assert shown in line and "(it exists only on this host?)" in line, line
+    assert not out.exists(), "refused before any score is written"
+    assert jobs_gone(), squeue()

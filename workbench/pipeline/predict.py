@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..data.bigquery import read_bigquery_export
+from ..data.reach import Need, check_nodes_see, export_needs
 from ..errors import DataError, WorkbenchError
 from ..metrics import Metrics, evaluate, score_scale
 from ..stores.runs import RunStore
@@ -51,6 +52,11 @@ def predict(
     run_id, model_file, settings = _resolve(model, runs_dir)
     target = target or settings.get("target")
     drop = list(drop if drop is not None else settings.get("drop", []))
+    needs = export_needs(data)
+    if "://" not in os.fspath(out):  # the workers write the scores there
+        directory = Path(out).expanduser().absolute()
+        needs.append(Need(str(directory.parent), "write", "the scores", str(directory)))
+    check_nodes_see(client, needs)  # a path only this host has: one line naming the nodes, before any read
     dataset = _read(data, target, drop, settings)
     features = settings.get("features")
     if features:
