@@ -405,7 +405,8 @@ class _Builder:
         self.doc.text("Baseline: " + ", ".join(f"{k} = {v}" for k, v in baseline.items())
                       + ". Each row changes one axis and keeps the others at the baseline; means over the trials, "
                         "and each as % of the baseline cell.")
-        self.doc.table(frame)
+        first = frame.columns[0]
+        self.doc.table(frame.assign(**{first: frame[first].map(lambda v: self.doc.words(v) if isinstance(v, str) else v)}))
 
     def _faults(self):
         cells = self.table.attrs.get("all_cells")

@@ -237,22 +237,22 @@ def test_recommend_from_a_table_with_column_tolerance_workers_and_time(cli, tabl
     proc = cli(*base)
     fit = re.match(rf"Ernest model from {re.escape(str(table))}: 36 cells, R² (\d\.\d{{3}}),", proc.stdout)
     assert fit and float(fit.group(1)) >= 0.99, proc.stdout
-    assert "measured 100,000-1,000,000 rows on 1, 2, 4, 8 worker(s)" in proc.stdout
-    assert last_line(proc) == "recommend: 4 worker(s) for 1,000,000 rows (fastest); 4 worker(s) is the cheapest within 10% of it"
+    assert "measured 100,000-1,000,000 rows on 1, 2, 4, 8 node(s)" in proc.stdout
+    assert last_line(proc) == "recommend: 4 node(s) for 1,000,000 rows (fastest); 4 node(s) is the cheapest within 10% of it"
     assert last_line(cli(*base, "--tolerance", 0.6)) == \
-        "recommend: 4 worker(s) for 1,000,000 rows (fastest); 2 worker(s) is the cheapest within 60% of it"
+        "recommend: 4 node(s) for 1,000,000 rows (fastest); 2 node(s) is the cheapest within 60% of it"
     limited = cli(*base, "--workers", "1,2")
     assert [line.split()[0] for line in limited.stdout.splitlines()[3:5]] == ["1", "2"]
-    assert last_line(limited) == "recommend: 2 worker(s) for 1,000,000 rows (fastest); 2 worker(s) is the cheapest within 10% of it"
+    assert last_line(limited) == "recommend: 2 node(s) for 1,000,000 rows (fastest); 2 node(s) is the cheapest within 10% of it"
     other = cli(*base, "--column", "seconds=total", "--time", "seconds")
     assert other.stdout.splitlines()[1].startswith("  seconds ≈ ")
-    assert last_line(other) == "recommend: 8 worker(s) for 1,000,000 rows (fastest); 8 worker(s) is the cheapest within 10% of it"
+    assert last_line(other) == "recommend: 8 node(s) for 1,000,000 rows (fastest); 8 node(s) is the cheapest within 10% of it"
 
 
 def test_recommend_notes_an_extrapolation(cli, table):
     proc = cli("recommend", "--rows", 5_000_000, "--table", table, "--column", "workers=nodes")
     assert "  note: 5,000,000 rows is outside the measured range; the prediction extrapolates" in proc.stdout
-    assert last_line(proc).startswith("recommend: 8 worker(s) for 5,000,000 rows (fastest)")
+    assert last_line(proc).startswith("recommend: 8 node(s) for 5,000,000 rows (fastest)")
 
 
 def test_report_of_a_table_with_column_time_alpha_and_out(cli, table, tmp_path):
@@ -263,7 +263,7 @@ def test_report_of_a_table_with_column_time_alpha_and_out(cli, table, tmp_path):
     assert proc.stdout.splitlines() == [f"report {out / 'index.html'}", f"       {out / 'report.md'}",
                                         f"       {len(list((out / 'figures').glob('*.png')))} figures in {out / 'figures'}"]
     markdown = (out / "report.md").read_text()
-    assert "36 measured cells; time measure: seconds; worker counts 1, 2, 4, 8" in markdown
+    assert "36 measured cells; time measure: seconds; node counts 1, 2, 4, 8" in markdown
     assert "Significance level 0.01." in markdown and "α = 0.01" in markdown
     assert not (tmp_path / "reports").exists()  # --out, not the default reports/results
 
