@@ -392,8 +392,9 @@ def test_bad_report_input_is_one_line(cli, table, swept, tmp_path):
     for alpha in ("1.5", "0"):
         line = assert_one_line_error(cli("report", "tiny", "--runs-dir", swept.runs, "--alpha", alpha, cwd=tmp_path))
         assert line == f"error: --alpha {float(alpha)} is not between 0 and 1; e.g. --alpha 0.05"
-    line = assert_one_line_error(cli("report", "tiny", "--runs-dir", swept.runs, "--column", "workers=nodes", cwd=tmp_path))
-    assert line.startswith("error: sweep tiny has no column 'nodes' (asked for as workers); its columns are: ")
+    # (every sweep's table has a nodes column now: the distinct hosts of each cell)
+    line = assert_one_line_error(cli("report", "tiny", "--runs-dir", swept.runs, "--column", "workers=machines", cwd=tmp_path))
+    assert line.startswith("error: sweep tiny has no column 'machines' (asked for as workers); its columns are: ")
     line = assert_one_line_error(cli("report", table, "--column", "workers=nodes", "--time", "nosuch", cwd=tmp_path))
     assert line.startswith(f"error: {table} lacks the column(s) nosuch; ")
     line = assert_one_line_error(cli("report", table, "--column", "nodes", cwd=tmp_path))
