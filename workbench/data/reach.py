@@ -47,7 +47,7 @@ def export_needs(path, storage_options: dict | None = None) -> list[Need]:
     """What the workers read of the export at ``path``: a few of its shards (none if it is remote).
 
     A directory holding a Zarr cache (``data.path`` naming a cache) is represented by its
-    ``zarr.json``. Raises the reader's own error when ``path`` names no files.
+    ``zarr.json``. Nothing when ``path`` names no files (the reader says so when it reads).
     """
     paths = [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else [os.fspath(path)]
     local = [p.removeprefix("file://") for p in paths if "://" not in p or p.startswith("file://")]
@@ -57,7 +57,10 @@ def export_needs(path, storage_options: dict | None = None) -> list[Need]:
     caches = [Path(p).expanduser() / "zarr.json" for p in local if (Path(p).expanduser() / "zarr.json").is_file()]
     if caches:
         return [Need(str(c.absolute()), "read", "the Zarr cache", shown) for c in caches]
-    fs, files = expand_paths(local, storage_options)
+    try:
+        fs, files = expand_paths(local, storage_options)
+    except DataError:
+        return []  # nothing there to check: the reader says so, in its own words, when it reads
     if not is_local(fs):
         return []
     picked = sorted({files[0], files[len(files) // 2], files[-1]})[:PROBED_SHARDS]
