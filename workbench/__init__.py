@@ -15,11 +15,18 @@ Names are imported on first use, so ``import workbench`` and the ``workbench`` c
 from importlib import import_module
 
 from . import config as _config  # noqa: F401  (registers the workbench.* Dask config defaults)
-from .errors import ClusterError, ConfigError, DataError, SamplingError, WorkbenchError, WorkbenchWarning
 
 # Bound eagerly: the name `cluster` is both the function and its subpackage, and a submodule import
 # would otherwise leave `workbench.cluster` bound to the package. Importing it loads no distributed.
 from .cluster import cluster, connect, describe, job_script, load_profile, make_cluster
+from .errors import (
+    ClusterError,
+    ConfigError,
+    DataError,
+    SamplingError,
+    WorkbenchError,
+    WorkbenchWarning,
+)
 
 __version__ = "0.1.0"
 

@@ -12,8 +12,8 @@ to the baseline cell, and the cells that failed or saw faults.
 from __future__ import annotations
 
 import math
-import re
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-
-
 INTERFACE = "wb0"  # the emulated cluster's network, on the host and on every node
 NODES = ("n1", "n2", "n3")
 
@@ -68,11 +66,12 @@ def node_of(job_id: str) -> str:
     return out.stdout.strip()
 
 
-def wait_queue_empty(timeout: float = 30) -> bool:
-    """Cancelled jobs pass through COMPLETING for a moment before they leave the queue."""
+def wait_queue_empty(timeout: float = 30, name: str | None = None) -> bool:
+    """Cancelled jobs pass through COMPLETING for a moment before they leave the queue (only the
+    jobs called ``name``, if given: other sessions may share the queue)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not squeue():
+        if not squeue(name):
             return True
         time.sleep(0.3)
     return False

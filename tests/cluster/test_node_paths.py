@@ -25,19 +25,10 @@ from workbench.pipeline import load_pipeline, run_pipeline
 from workbench.stores.runs import RunStore
 
 from ..cli.helpers import assert_one_line_error, workbench
-from .conftest import NODES, squeue, write_profile
+from .conftest import NODES, squeue, wait_queue_empty, write_profile
 
 SHARDS = "btc_addresses-*.parquet"
 JOB_NAME = "wb-paths"  # other sessions share the queue: only these jobs are this module's
-
-
-def jobs_gone(timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while any(f" {JOB_NAME} " in job for job in squeue()):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.3)
-    return True
 
 
 @pytest.fixture
@@ -76,7 +67,7 @@ def run_refused(tmp_path: Path, pipeline_file: Path, profile: Path, workers: int
     assert "distributed." not in proc.stderr + proc.stdout, proc.stderr  # no worker log lines either
     [run] = RunStore(tmp_path / "runs").list()
     assert run.status == "failed" and run.error and run.error in line, (run.status, run.error)  # not left running
-    assert jobs_gone(), squeue()
+    assert wait_queue_empty(name=JOB_NAME), squeue(JOB_NAME)
     return line
 
 
@@ -143,4 +134,4 @@ def test_predict_on_nodes_that_cannot_see_the_data_or_the_output_is_one_line(tmp
     shown = f"cannot read the export {data}" if case == "the export" else f"cannot write the scores into {out}"
     assert shown in line and "(it exists only on this host?)" in line, line
     assert not out.exists(), "refused before any score is written"
-    assert jobs_gone(), squeue()
+    assert wait_queue_empty(name=JOB_NAME), squeue(JOB_NAME)

@@ -8,7 +8,6 @@ address on the `wb0` network (10.77.0.11-13) and its own /tmp. The scheduler run
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess

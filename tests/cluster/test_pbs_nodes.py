@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from workbench.cluster import job_ids
 from workbench.data.synth import synth_bitcoin_export
 from workbench.pipeline import load_pipeline, run_pipeline
 
-from .conftest import INTERFACE, NODES, squeue
+from .conftest import INTERFACE, NODES, squeue, wait_queue_empty
 
 pytestmark = pytest.mark.usefixtures("slurm")
 
@@ -68,15 +67,6 @@ def job_fields(job: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", out))
 
 
-def jobs_gone(timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while any(f" {JOB_NAME} " in job for job in squeue()):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.3)
-    return True
-
-
 def test_three_pbs_workers_on_three_nodes_give_the_metrics_of_three_local_workers(tmp_path, export, monkeypatch):
     monkeypatch.chdir(tmp_path)  # slurm-wlm-torque's qsub writes <script>.e<job>/.o<job> into the working directory
     spec = load_pipeline(pipeline(tmp_path, export))
@@ -89,7 +79,7 @@ def test_three_pbs_workers_on_three_nodes_give_the_metrics_of_three_local_worker
         assert sorted(job["NodeList"] for job in jobs) == list(NODES), jobs
         assert all(job["NumCPUs"] == str(CPUS_PER_NODE) for job in jobs), jobs  # nodes=1:ppn=4: the whole node
         on_pbs = run_pipeline(spec, client=client, runs_dir=tmp_path / "runs")
-    assert jobs_gone(), squeue()
+    assert wait_queue_empty(name=JOB_NAME), squeue(JOB_NAME)
 
     local = run_pipeline(spec, cluster={"type": "local", "n_workers": 3, "threads_per_worker": 1},
                          runs_dir=tmp_path / "runs")

@@ -21,10 +21,9 @@ from distributed.comm.core import CommClosedError, FatalCommClosedError
 from distributed.security import Security
 
 import workbench as wb
-from workbench.pipeline import load_pipeline
 from workbench.data.synth import synth_bitcoin_export
 from workbench.errors import WorkbenchWarning
-from workbench.pipeline import run_pipeline
+from workbench.pipeline import load_pipeline, run_pipeline
 from workbench.stores.runs import RunStore
 
 from .conftest import job_pids, squeue, wait_queue_empty, write_profile

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from workbench.data.synth import synth_bitcoin_export
-from workbench.sweep import sweep_table
 from workbench.stores.sweeps import SweepStore
+from workbench.sweep import sweep_table
 
 from ..test_sweep import sweep_file
 from .conftest import squeue, wait_queue_empty, write_profile

@@ -18,8 +18,8 @@ A sweep file names (or embeds) a pipeline file and gives the axes::
 """
 
 from .plan import (
-    SWEEP_AXES,
     NODES_AXIS,
+    SWEEP_AXES,
     WORKERS_AXIS,
     Cell,
     LoadedSweep,

@@ -12,20 +12,28 @@ from __future__ import annotations
 
 import os
 import threading
-from functools import partial
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from dask.utils import format_time
 
 from .. import progress as progress_bars
+from ..cluster import (
+    JobqueueProfile,
+    allocation,
+    check_nodes,
+    cluster_summary,
+    load_profile,
+    scale,
+    worker_hosts,
+)
 from ..cluster import cluster as open_cluster
-from ..cluster import JobqueueProfile, allocation, check_nodes, cluster_summary, load_profile, scale, worker_hosts
 from ..errors import ClusterError, ConfigError, WorkbenchError, WorkbenchWarning
 from ..stores.runs import describe_error
 from ..stores.sweeps import ABANDONED, SweepStore

@@ -12,8 +12,8 @@ import dask
 import dask.dataframe as dd
 import pandas as pd
 import xgboost as xgb
-from distributed import get_client, get_worker, wait
 from dask.utils import parse_timedelta
+from distributed import get_client, get_worker, wait
 from xgboost import dask as dxgb
 from xgboost.collective import Config as CollConfig
 
