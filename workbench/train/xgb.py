@@ -17,16 +17,19 @@ from distributed import get_client, get_worker, wait
 from xgboost import dask as dxgb
 from xgboost.collective import Config as CollConfig
 
-from ..cluster import wait_for_workers
+from ..cluster import cluster_summary, wait_for_workers
 from ..data.dataset import Dataset
 from ..errors import SamplingError, WorkbenchError, WorkbenchWarning
 from ..metrics import Metrics, evaluate_model, score
+from ._extmem import WorkerLost, rank_order, train_external
 from ._inmemory import stack_partitions
 from ._tracker import install as _install_tracker
 
 _install_tracker()  # XGBoost's tracker in a child process: a dying worker cannot abort this one
 
-__all__ = ["XGBoostResult", "train_xgboost", "DEFAULT_PARAMS"]
+__all__ = ["XGBoostResult", "train_xgboost", "DEFAULT_PARAMS", "MEMORY_MODES", "memory_mode"]
+
+MEMORY_MODES = ("auto", "in-memory", "external")
 
 DEFAULT_PARAMS = {
     "objective": "binary:logistic",
@@ -51,6 +54,7 @@ class XGBoostResult:
     metrics: Metrics | None  # of ``booster`` on ``test``, if train_xgboost was given one
     timings: dict = field(default_factory=dict)
     attempts: int = 1  # more than 1 if training started over after losing a worker
+    memory: str = "in-memory"  # where the training matrices lived: "in-memory" or "external"
 
     def predict_scores(self, data: Dataset, client=None) -> dd.DataFrame:
         """A lazy frame of ``label`` and ``score`` on ``data`` (:func:`workbench.metrics.score`)."""
@@ -71,6 +75,7 @@ def train_xgboost(
     correct_probabilities: bool = True,
     eval_train: bool = False,
     retries: int = 2,
+    memory: str = "auto",
     client=None,
     on_phase: Callable[[str, float], None] | None = None,
 ) -> XGBoostResult:
@@ -94,6 +99,12 @@ def train_xgboost(
         Also record the per-round metrics on the training set. Off by default: every round then
         scores and sorts the whole training set twice (AUC, PR AUC), which tripled training time
         on 3.2 M rows (measured).
+    memory
+        ``"in-memory"``: ``xgboost.dask`` on the training set persisted in the workers' memory.
+        ``"external"``: XGBoost's external memory on every worker (cache pages on disk in the
+        workers' ``local_directory``; the set is streamed from its source and never held whole).
+        ``"auto"``: external when the training set's float32 size exceeds
+        ``workbench.train.external_memory_fraction`` of the workers' memory.
     retries
         Times to start training over when a worker is lost mid-training (xgboost.dask cannot
         continue on a changed set of workers). Lost data partitions are recomputed by Dask.
@@ -115,20 +126,30 @@ def train_xgboost(
         if on_phase:
             on_phase(name, seconds)
 
+    memory = memory_mode(memory, train, client)
     started = time.perf_counter()
-    train_frame = client.persist(train.frame)
-    valid_frame = client.persist(valid.frame) if valid is not None else None
-    wait([train_frame] + ([valid_frame] if valid_frame is not None else []))
+    train_frame = valid_frame = None
+    if memory == "in-memory":
+        train_frame = client.persist(train.frame)
+        valid_frame = client.persist(valid.frame) if valid is not None else None
+        wait([train_frame] + ([valid_frame] if valid_frame is not None else []))
     for attempt in range(retries + 1):
         before = _worker_addresses(client)
         try:
-            output, dmatrix_seconds = _fit(
-                client, train, train_frame, valid_frame, params, num_boost_round, early_stopping_rounds, eval_train,
-                started,
-            )
+            if memory == "external":
+                output, dmatrix_seconds = train_external(
+                    client, train, valid, params, num_boost_round, early_stopping_rounds, eval_train,
+                )
+            else:
+                output, dmatrix_seconds = _fit(
+                    client, train, train_frame, valid_frame, params, num_boost_round, early_stopping_rounds,
+                    eval_train, started,
+                )
             break
         except Exception as exc:  # noqa: BLE001 - re-raised unless a worker was lost mid-training
-            if attempt == retries or _worker_addresses(client) == before and not _looks_like_worker_loss(exc):
+            if attempt == retries or isinstance(exc, WorkbenchError) or (
+                _worker_addresses(client) == before and not _looks_like_worker_loss(exc)
+            ):
                 raise
             warnings.warn(WorkbenchWarning(
                 f"a worker was lost during training ({' '.join(str(exc).split())[:160]}); training again"
@@ -158,8 +179,23 @@ def train_xgboost(
         metrics = evaluate_model(booster, test, threshold, undersampling=undersampling, client=client, on_phase=record)
     return XGBoostResult(
         booster=booster, params=params, history=history, best_iteration=best,
-        num_boosted_rounds=trained, metrics=metrics, timings=timings, attempts=attempt + 1,
+        num_boosted_rounds=trained, metrics=metrics, timings=timings, attempts=attempt + 1, memory=memory,
     )
+
+
+def memory_mode(memory: str, train: Dataset, client) -> str:
+    """``"in-memory"`` or ``"external"``: what ``memory`` (one of :data:`MEMORY_MODES`) means for ``train``."""
+    if memory not in MEMORY_MODES:
+        raise WorkbenchError(f"memory {memory!r} is not one of {', '.join(MEMORY_MODES)}",
+                             "use auto, in-memory or external")
+    if memory != "auto":
+        return memory
+    limit = cluster_summary(client)["memory_limit"]
+    rows = train.n_rows if train.n_rows is not None else train.info.get("rows_in_files")
+    if not limit or rows is None:
+        return "in-memory"
+    fraction = float(dask.config.get("workbench.train.external_memory_fraction", 0.25))
+    return "external" if rows * len(train.features) * 4 > fraction * limit else "in-memory"
 
 
 def _fit(client, train, train_frame, valid_frame, params, num_boost_round, early_stopping_rounds, eval_train, started):
@@ -206,8 +242,7 @@ def _in_rank_order(client, frame: dd.DataFrame) -> dd.DataFrame:
     Placing block k of the partitions on rank k makes the model the same, bit for bit, on any
     layout of the same number of workers: one node or several, local or batch jobs.
     """
-    info = client.scheduler_info(n_workers=-1)["workers"]
-    ranks = sorted(info, key=lambda address: f"[xgboost.dask-{info[address].get('name')}]:{address}")
+    ranks = rank_order(client)
     parts = frame.to_delayed(optimize_graph=False)
     # A preference the scheduler keeps while the worker lives: if it dies, the block goes elsewhere
     # (and the training that follows starts over) instead of waiting for it forever.
@@ -228,7 +263,7 @@ def _looks_like_worker_loss(exc: BaseException) -> bool:
     from distributed.comm import CommClosedError
 
     text = str(exc)
-    return isinstance(exc, (KilledWorker, CommClosedError)) or any(
+    return isinstance(exc, (KilledWorker, CommClosedError, WorkerLost)) or any(
         words in text for words in ("Resilience is not yet supported", "worker died", "Connection reset", "Socket")
     )
 

@@ -1,0 +1,245 @@
+"""XGBoost's external memory on every worker: a training set larger than the workers' memory.
+
+``xgboost.dask`` holds its matrices in memory. XGBoost's own route past memory is one process per
+worker, each building an ``ExtMemQuantileDMatrix`` from an iterator, joined through
+``xgboost.collective`` (XGBoost's demo ``distributed_extmem_basic.py``). Here that process is a Dask
+worker: one task pinned to each worker streams its block of partitions into the matrix, one
+partition at a time, straight from the export or the Zarr cache through the split and RUS, so the
+whole set is never in memory. The histogram index lives in cache pages under the worker's
+``local_directory``, read back through mmap, and is removed when the task ends.
+
+Block k of the partitions goes to rank k, and the tracker ranks the tasks by k, so the same seeds
+give the same model on any layout of the same number of workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import glob
+import os
+import shutil
+import time
+import uuid
+
+import cloudpickle
+import dask
+import xgboost as xgb
+from dask.utils import format_bytes, parse_timedelta
+from distributed import futures_of, get_worker, wait
+from xgboost.collective import CommunicatorContext
+from xgboost.collective import Config as CollConfig
+
+from ..data.dataset import Dataset
+from ..errors import WorkbenchError
+from ._inmemory import stack_partitions
+from ._tracker import start_tracker_in_child
+
+__all__ = ["train_external", "rank_order", "WorkerLost", "cache_bytes"]
+
+CACHE_PREFIX = "xgboost-extmem-"
+
+
+class WorkerLost(RuntimeError):
+    """A worker holding a rank left during external-memory training."""
+
+
+def rank_order(client) -> list[str]:
+    """The workers' addresses in XGBoost's rank order (xgboost.dask orders them by name, then address)."""
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    return sorted(info, key=lambda address: f"[xgboost.dask-{info[address].get('name')}]:{address}")
+
+
+def cache_bytes(rows: int, n_features: int, max_bin: int) -> int:
+    """Disk taken by the cache pages of ``rows`` rows: one bin index per value (1, 2 or 4 bytes,
+    by the total number of bins) and a row pointer, plus 10 % (pages measured at 2.42 bytes per
+    value for 28 features and 256 bins, 2 M rows)."""
+    bins = n_features * max_bin
+    index = 1 if bins <= 2**8 else 2 if bins <= 2**16 else 4
+    return int(rows * (n_features * index + 8) * 1.1)
+
+
+def train_external(client, train: Dataset, valid: Dataset | None, params: dict, num_boost_round: int,
+                   early_stopping_rounds: int | None, eval_train: bool) -> tuple[dict, float]:
+    """Train on every worker from external memory; returns rank 0's output (``booster``,
+    ``history``, ``train_seconds``) and the seconds spent building the matrices."""
+    started = time.perf_counter()
+    workers = rank_order(client)
+    n = min(len(workers), train.npartitions, valid.npartitions if valid is not None else train.npartitions)
+    workers = workers[:n]
+    max_bin = int(params.get("max_bin", 256))
+    features = list(train.features)
+    train_blocks = _blocks(train, n)
+    valid_blocks = _blocks(valid, n) if valid is not None else [None] * n
+    needs = [_disk_need(train, block, max_bin) + (_disk_need(valid, vblock, max_bin) if valid is not None else 0)
+             for block, vblock in zip(_block_ranges(train.npartitions, n),
+                                      _block_ranges(valid.npartitions, n) if valid is not None else [None] * n)]
+    comm = _collective_args(client, n) if n > 1 else None
+    timeout = parse_timedelta(dask.config.get("workbench.train.collective_timeout", "120s"))
+    run = uuid.uuid4().hex[:12]
+    futures = [
+        client.submit(
+            _train_rank, rank, train_blocks[rank], valid_blocks[rank], features, train.target, params,
+            num_boost_round, early_stopping_rounds, eval_train, comm, needs[rank], run,
+            workers=[address], allow_other_workers=False, pure=False, key=f"xgboost-external-{run}-{rank}",
+        )
+        for rank, address in enumerate(workers)
+    ]
+    try:
+        _watch(client, futures, workers, timeout)
+        outputs = [future.result() for future in futures]
+    finally:
+        client.cancel(futures)
+    output = outputs[0]
+    return output, output["dmatrix_seconds"] + (time.perf_counter() - started - output["total_seconds"])
+
+
+def _block_ranges(npartitions: int, n: int) -> list[range]:
+    return [range(k * npartitions // n, (k + 1) * npartitions // n) for k in range(n)]
+
+
+def _blocks(data: Dataset, n: int) -> list:
+    """What each rank is sent to stream its partitions: the pickled task graph of every partition
+    and the indices of its own (each is read on the worker), or, for a frame already held in the
+    workers' memory, the futures of its partitions."""
+    frame = data.frame[[*data.features, data.target]]
+    ranges = _block_ranges(frame.npartitions, n)
+    if futures_of(frame):
+        parts = frame.to_delayed()
+        return [("held", [parts[i] for i in r]) for r in ranges]
+    graph = cloudpickle.dumps(frame.to_delayed(optimize_graph=True))
+    return [("graph", graph, list(r)) for r in ranges]
+
+
+def _disk_need(data: Dataset, block: range, max_bin: int) -> int:
+    if data.class_counts is None:
+        return 0
+    rows = int(data.class_counts[list(block)].sum())
+    return cache_bytes(rows, len(data.features), max_bin)
+
+
+def _collective_args(client, n: int) -> dict:
+    """Start the tracker (in a child process of the scheduler's, as for in-memory training)."""
+    from distributed.comm import get_address_host
+
+    host = get_address_host(client.scheduler.address).strip("/:")
+    args = client.run_on_scheduler(start_tracker_in_child, n, host, None, None)
+    timeout = int(parse_timedelta(dask.config.get("workbench.train.collective_timeout", "120s")))
+    return CollConfig(timeout=timeout).get_comm_config(args)
+
+
+def _watch(client, futures, workers: list[str], timeout: float) -> None:
+    """Wait for every rank; fail fast when one fails or its worker leaves (its task would wait for
+    that worker forever, and its peers in the allreduce until the collective timeout)."""
+    pending = list(futures)
+    while pending:
+        with contextlib.suppress(TimeoutError):
+            wait(pending, timeout=1, return_when="FIRST_COMPLETED")
+        for future in pending:
+            if future.status == "error":
+                future.result()
+        pending = [future for future in pending if future.status != "finished"]
+        if pending:
+            alive = set(client.scheduler_info(n_workers=-1)["workers"])
+            lost = [address for address in workers if address not in alive]
+            if lost:
+                raise WorkerLost(f"worker {lost[0]} died during external-memory training")
+
+
+# ---------------------------------------------------------------- on the worker
+
+
+class _StreamedPartitions(xgb.DataIter):
+    """One block of partitions, each computed (read, split, under-sampled) when XGBoost asks for
+    it and released after: XGBoost passes over the data several times while building the matrix."""
+
+    def __init__(self, block, features: list[str], target: str, cache_prefix: str):
+        kind, *rest = block
+        if kind == "graph":
+            graph, self.indices = rest
+            self.parts = cloudpickle.loads(graph)
+        else:
+            self.parts, self.indices = rest[0], list(range(len(rest[0])))
+        self.held = kind == "held"
+        self.features, self.target, self.i = features, target, 0
+        super().__init__(cache_prefix=cache_prefix, release_data=True, on_host=False)
+
+    def next(self, input_data) -> bool:
+        if self.i == len(self.indices):
+            return False
+        part = self.parts[self.indices[self.i]]
+        if not self.held:
+            (part,) = dask.compute(part, scheduler="sync")
+        X, y = stack_partitions([part], self.features, self.target, dtype="float32", label_dtype="float32")
+        del part
+        input_data(data=X, label=y, feature_names=self.features)
+        self.i += 1
+        return True
+
+    def reset(self) -> None:
+        self.i = 0
+
+
+def _train_rank(rank, train_block, valid_block, features, target, params, num_boost_round, early_stopping_rounds,
+                eval_train, comm, need, run):
+    worker = get_worker()
+    directory = worker.local_directory
+    _check_space(directory, need, worker)
+    prefix = os.path.join(directory, f"{CACHE_PREFIX}{run}-{rank}")
+    nthread = worker.state.nthreads
+    max_bin = int(params.get("max_bin", 256))
+    started = time.perf_counter()
+    context = CommunicatorContext(**comm, DMLC_TASK_ID=f"[workbench-external-{rank:05d}]") if comm else \
+        contextlib.nullcontext()
+    dtrain = dvalid = None
+    try:
+        with context:
+            dtrain = xgb.ExtMemQuantileDMatrix(
+                _StreamedPartitions(train_block, features, target, prefix + "-train"), max_bin=max_bin,
+                nthread=nthread,
+            )
+            evals = [(dtrain, "train")] if eval_train else []
+            if valid_block is not None:
+                dvalid = xgb.ExtMemQuantileDMatrix(
+                    _StreamedPartitions(valid_block, features, target, prefix + "-valid"), ref=dtrain,
+                    max_bin=max_bin, nthread=nthread,
+                )
+                evals.append((dvalid, "valid"))
+            dmatrix_seconds = time.perf_counter() - started
+            trained = time.perf_counter()
+            history: dict = {}
+            booster = xgb.train(
+                {**params, "nthread": nthread}, dtrain, num_boost_round, evals=evals, evals_result=history,
+                early_stopping_rounds=early_stopping_rounds, verbose_eval=False,
+            )
+            train_seconds = time.perf_counter() - trained
+    except xgb.core.XGBoostError as exc:
+        if "No space left" in str(exc) or "Disk quota" in str(exc):
+            raise _no_space(directory, need, worker) from None
+        raise
+    finally:
+        del dtrain, dvalid
+        gc.collect()
+        for path in glob.glob(prefix + "*"):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    return {"booster": booster if rank == 0 else None, "history": history, "train_seconds": train_seconds,
+            "dmatrix_seconds": dmatrix_seconds, "total_seconds": time.perf_counter() - started,
+            "matrix": "ExtMemQuantileDMatrix"}
+
+
+def _check_space(directory: str, need: int, worker) -> None:
+    os.makedirs(directory, exist_ok=True)
+    if need and shutil.disk_usage(directory).free < need:
+        raise _no_space(directory, need, worker)
+
+
+def _no_space(directory: str, need: int, worker) -> WorkbenchError:
+    free = shutil.disk_usage(directory).free
+    host = worker.address.split("://")[-1].rsplit(":", 1)[0]
+    return WorkbenchError(
+        f"external-memory training needs about {format_bytes(need)} of cache pages in {directory} on {host}, "
+        f"which has {format_bytes(free)} free",
+        "free space there, point the cluster profile's local_directory at a larger disk, or use more workers",
+    )
+
