@@ -110,6 +110,27 @@ def test_the_same_seeds_give_the_same_metrics_on_one_node_and_on_three(tmp_path,
     assert wait_queue_empty(), squeue()
 
 
+def test_external_memory_training_across_nodes_matches_in_memory_training(tmp_path, export):
+    """Cache pages in each node's own /tmp (invisible to the other nodes and to this host)."""
+    in_memory = pipeline_spec(export, name="in-memory")
+    external = pipeline_spec(export, name="external")
+    in_memory["model"]["memory"] = "in-memory"
+    external["model"]["memory"] = "external"
+    profile = write_profile(tmp_path, workers_per_node=1, job_name="wb-extmem", local_directory="/tmp/wb-extmem")
+    with wb.cluster(profile, workers=3) as client:
+        assert sorted(worker_hosts(client).values()) == list(NODES)
+        runs = tmp_path / "runs"
+        held = run_pipeline(load_pipeline(write(tmp_path, "in.yaml", in_memory)), client=client, runs_dir=runs).record
+        streamed = run_pipeline(load_pipeline(write(tmp_path, "ex.yaml", external)), client=client, runs_dir=runs).record
+        pages = client.run(lambda dask_worker: sorted(os.listdir(dask_worker.local_directory)))
+    assert (held.data["memory"], streamed.data["memory"]) == ("in-memory", "external")
+    assert 0.8 < held.metrics["roc_auc"] < 1
+    assert abs(streamed.metrics["roc_auc"] - held.metrics["roc_auc"]) <= 0.002
+    assert streamed.metrics["n"] == held.metrics["n"]
+    assert not [name for names in pages.values() for name in names if name.startswith("xgboost-extmem-")]
+    assert wait_queue_empty(), squeue()
+
+
 def test_a_sweep_over_nodes_records_the_hostnames_of_every_cell(tmp_path, export):
     sweep = write(tmp_path, "sweep.yaml", {
         "name": "over-nodes", "pipeline": pipeline_spec(export, name="cell"),

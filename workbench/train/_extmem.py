@@ -19,6 +19,7 @@ import gc
 import glob
 import os
 import shutil
+import socket
 import time
 import uuid
 
@@ -50,13 +51,15 @@ def rank_order(client) -> list[str]:
     return sorted(info, key=lambda address: f"[xgboost.dask-{info[address].get('name')}]:{address}")
 
 
-def cache_bytes(rows: int, n_features: int, max_bin: int) -> int:
-    """Disk taken by the cache pages of ``rows`` rows: one bin index per value (1, 2 or 4 bytes,
-    by the total number of bins) and a row pointer, plus 10 % (pages measured at 2.42 bytes per
-    value for 28 features and 256 bins, 2 M rows)."""
-    bins = n_features * max_bin
-    index = 1 if bins <= 2**8 else 2 if bins <= 2**16 else 4
-    return int(rows * (n_features * index + 8) * 1.1)
+def cache_bytes(rows: int, n_features: int, max_bin: int, pages: int) -> int:
+    """Disk taken by the cache pages of ``rows`` rows in ``pages`` pages, with 15 % to spare.
+
+    Measured with XGBoost 3.2: a 2-byte bin index per value up to 256 bins (4 bytes above), about
+    16 bytes per row, and the cut values with each page (28 features x 256 bins: 68 bytes per row).
+    XGBoost aborts the whole process when a page cannot be written, so this is checked first.
+    """
+    index = 2 if max_bin <= 256 else 4
+    return int((rows * (n_features * index + 16) + pages * n_features * max_bin * 12) * 1.15)
 
 
 def train_external(client, train: Dataset, valid: Dataset | None, params: dict, num_boost_round: int,
@@ -69,18 +72,19 @@ def train_external(client, train: Dataset, valid: Dataset | None, params: dict, 
     workers = workers[:n]
     max_bin = int(params.get("max_bin", 256))
     features = list(train.features)
-    train_blocks = _blocks(train, n)
-    valid_blocks = _blocks(valid, n) if valid is not None else [None] * n
+    train_blocks = _blocks(client, train, workers)
+    valid_blocks = _blocks(client, valid, workers) if valid is not None else [None] * n
     needs = [_disk_need(train, block, max_bin) + (_disk_need(valid, vblock, max_bin) if valid is not None else 0)
              for block, vblock in zip(_block_ranges(train.npartitions, n),
                                       _block_ranges(valid.npartitions, n) if valid is not None else [None] * n)]
+    check_cache_space(client, dict(zip(workers, needs)))
     comm = _collective_args(client, n) if n > 1 else None
     timeout = parse_timedelta(dask.config.get("workbench.train.collective_timeout", "120s"))
     run = uuid.uuid4().hex[:12]
     futures = [
         client.submit(
             _train_rank, rank, train_blocks[rank], valid_blocks[rank], features, train.target, params,
-            num_boost_round, early_stopping_rounds, eval_train, comm, needs[rank], run,
+            num_boost_round, early_stopping_rounds, eval_train, comm, run,
             workers=[address], allow_other_workers=False, pure=False, key=f"xgboost-external-{run}-{rank}",
         )
         for rank, address in enumerate(workers)
@@ -88,6 +92,10 @@ def train_external(client, train: Dataset, valid: Dataset | None, params: dict, 
     try:
         _watch(client, futures, workers, timeout)
         outputs = [future.result() for future in futures]
+    except WorkerLost:
+        # A worker that could not write a page is aborted by XGBoost: say so rather than retry.
+        check_cache_space(client, dict(zip(rank_order(client), needs)))
+        raise
     finally:
         client.cancel(futures)
     output = outputs[0]
@@ -98,15 +106,16 @@ def _block_ranges(npartitions: int, n: int) -> list[range]:
     return [range(k * npartitions // n, (k + 1) * npartitions // n) for k in range(n)]
 
 
-def _blocks(data: Dataset, n: int) -> list:
+def _blocks(client, data: Dataset, workers: list[str]) -> list:
     """What each rank is sent to stream its partitions: the pickled task graph of every partition
     and the indices of its own (each is read on the worker), or, for a frame already held in the
-    workers' memory, the futures of its partitions."""
+    workers' memory, its partitions computed on its worker."""
     frame = data.frame[[*data.features, data.target]]
-    ranges = _block_ranges(frame.npartitions, n)
+    ranges = _block_ranges(frame.npartitions, len(workers))
     if futures_of(frame):
         parts = frame.to_delayed()
-        return [("held", [parts[i] for i in r]) for r in ranges]
+        return [("held", client.compute([parts[i] for i in r], workers=[address], allow_other_workers=True))
+                for r, address in zip(ranges, workers)]
     graph = cloudpickle.dumps(frame.to_delayed(optimize_graph=True))
     return [("graph", graph, list(r)) for r in ranges]
 
@@ -115,7 +124,30 @@ def _disk_need(data: Dataset, block: range, max_bin: int) -> int:
     if data.class_counts is None:
         return 0
     rows = int(data.class_counts[list(block)].sum())
-    return cache_bytes(rows, len(data.features), max_bin)
+    return cache_bytes(rows, len(data.features), max_bin, len(block))
+
+
+def check_cache_space(client, needs: dict[str, int]) -> None:
+    """Raise a one-line :class:`WorkbenchError` if a disk holding workers' local directories has
+    less free space than the cache pages of those workers need together."""
+    places = client.run(_local_disk, workers=list(needs))
+    disks: dict[tuple, list[str]] = {}
+    for address, (host, device, _, _) in places.items():
+        disks.setdefault((host, device), []).append(address)
+    for addresses in disks.values():
+        need = sum(needs[address] for address in addresses)
+        host, _, directory, free = places[addresses[0]]
+        if need > free:
+            raise WorkbenchError(
+                f"external-memory training needs about {format_bytes(need)} of cache pages in {directory} on "
+                f"{host}, which has {format_bytes(free)} free",
+                "free space there, point the cluster profile's local_directory at a larger disk, or use more workers",
+            )
+
+
+def _local_disk(dask_worker) -> tuple[str, int, str, int]:
+    directory = dask_worker.local_directory
+    return (socket.gethostname(), os.stat(directory).st_dev, directory, shutil.disk_usage(directory).free)
 
 
 def _collective_args(client, n: int) -> dict:
@@ -181,65 +213,55 @@ class _StreamedPartitions(xgb.DataIter):
 
 
 def _train_rank(rank, train_block, valid_block, features, target, params, num_boost_round, early_stopping_rounds,
-                eval_train, comm, need, run):
+                eval_train, comm, run):
     worker = get_worker()
-    directory = worker.local_directory
-    _check_space(directory, need, worker)
-    prefix = os.path.join(directory, f"{CACHE_PREFIX}{run}-{rank}")
+    prefix = os.path.join(worker.local_directory, f"{CACHE_PREFIX}{run}-{rank}")
     nthread = worker.state.nthreads
     max_bin = int(params.get("max_bin", 256))
     started = time.perf_counter()
     context = CommunicatorContext(**comm, DMLC_TASK_ID=f"[workbench-external-{rank:05d}]") if comm else \
         contextlib.nullcontext()
-    dtrain = dvalid = None
+    matrices: list[xgb.DMatrix] = []
     try:
         with context:
-            dtrain = xgb.ExtMemQuantileDMatrix(
-                _StreamedPartitions(train_block, features, target, prefix + "-train"), max_bin=max_bin,
-                nthread=nthread,
+            booster, history, dmatrix_seconds, train_seconds = _build_and_train(
+                matrices, train_block, valid_block, features, target, params, nthread, max_bin, num_boost_round,
+                early_stopping_rounds, eval_train, prefix, started,
             )
-            evals = [(dtrain, "train")] if eval_train else []
-            if valid_block is not None:
-                dvalid = xgb.ExtMemQuantileDMatrix(
-                    _StreamedPartitions(valid_block, features, target, prefix + "-valid"), ref=dtrain,
-                    max_bin=max_bin, nthread=nthread,
-                )
-                evals.append((dvalid, "valid"))
-            dmatrix_seconds = time.perf_counter() - started
-            trained = time.perf_counter()
-            history: dict = {}
-            booster = xgb.train(
-                {**params, "nthread": nthread}, dtrain, num_boost_round, evals=evals, evals_result=history,
-                early_stopping_rounds=early_stopping_rounds, verbose_eval=False,
-            )
-            train_seconds = time.perf_counter() - trained
-    except xgb.core.XGBoostError as exc:
-        if "No space left" in str(exc) or "Disk quota" in str(exc):
-            raise _no_space(directory, need, worker) from None
-        raise
     finally:
-        del dtrain, dvalid
-        gc.collect()
-        for path in glob.glob(prefix + "*"):
-            with contextlib.suppress(OSError):
-                os.remove(path)
+        matrices.clear()  # their destructors unmap and close the pages
+        _remove_pages(prefix)
     return {"booster": booster if rank == 0 else None, "history": history, "train_seconds": train_seconds,
             "dmatrix_seconds": dmatrix_seconds, "total_seconds": time.perf_counter() - started,
             "matrix": "ExtMemQuantileDMatrix"}
 
 
-def _check_space(directory: str, need: int, worker) -> None:
-    os.makedirs(directory, exist_ok=True)
-    if need and shutil.disk_usage(directory).free < need:
-        raise _no_space(directory, need, worker)
-
-
-def _no_space(directory: str, need: int, worker) -> WorkbenchError:
-    free = shutil.disk_usage(directory).free
-    host = worker.address.split("://")[-1].rsplit(":", 1)[0]
-    return WorkbenchError(
-        f"external-memory training needs about {format_bytes(need)} of cache pages in {directory} on {host}, "
-        f"which has {format_bytes(free)} free",
-        "free space there, point the cluster profile's local_directory at a larger disk, or use more workers",
+def _build_and_train(matrices, train_block, valid_block, features, target, params, nthread, max_bin,
+                     num_boost_round, early_stopping_rounds, eval_train, prefix, started):
+    dtrain = xgb.ExtMemQuantileDMatrix(
+        _StreamedPartitions(train_block, features, target, prefix + "-train"), max_bin=max_bin, nthread=nthread,
     )
+    matrices.append(dtrain)
+    evals = [(dtrain, "train")] if eval_train else []
+    if valid_block is not None:
+        dvalid = xgb.ExtMemQuantileDMatrix(
+            _StreamedPartitions(valid_block, features, target, prefix + "-valid"), ref=dtrain, max_bin=max_bin,
+            nthread=nthread,
+        )
+        matrices.append(dvalid)
+        evals.append((dvalid, "valid"))
+    dmatrix_seconds = time.perf_counter() - started
+    trained = time.perf_counter()
+    history: dict = {}
+    booster = xgb.train(
+        {**params, "nthread": nthread}, dtrain, num_boost_round, evals=evals, evals_result=history,
+        early_stopping_rounds=early_stopping_rounds, verbose_eval=False,
+    )
+    return booster, history, dmatrix_seconds, time.perf_counter() - trained
 
+
+def _remove_pages(prefix: str) -> None:
+    gc.collect()
+    for path in glob.glob(prefix + "*"):
+        with contextlib.suppress(OSError):
+            os.remove(path)

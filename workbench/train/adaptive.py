@@ -31,7 +31,7 @@ from ..data.dataset import Dataset
 from ..errors import WorkbenchError
 from ..metrics import evaluate, evaluate_model
 from ..metrics.scoring import model_scores
-from .xgb import DEFAULT_PARAMS
+from ._xgb_params import DEFAULT_PARAMS, check_xgboost_params
 
 __all__ = [
     "dask_ml_search_fix", "hyperband_search", "successive_halving_search", "roc_auc_scorer", "pr_auc_scorer",
@@ -214,6 +214,8 @@ def xgboost_successive_halving(
         raise WorkbenchError(f"eta {eta!r} is not greater than 1", "use eta=3 (keep the best third each rung)")
     if train.features != valid.features:
         raise WorkbenchError("train and valid have different features", "read them with the same reader settings")
+    for candidate in candidates:
+        check_xgboost_params(candidate)
     started = time.perf_counter()
     params = [{**DEFAULT_PARAMS, "seed": seed, **candidate} for candidate in candidates]
     train_frame = client.persist(train.frame)

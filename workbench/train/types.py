@@ -36,6 +36,18 @@ class XGBoostModel(StrictModel):
     early_stopping_rounds: Annotated[int, Field(ge=1)] | None = 20
     scale_pos_weight: Annotated[float, Field(gt=0)] | Literal["auto"] | None = None
     seed: int = 0
+    # in-memory: xgboost.dask on the sample held in worker memory; external: XGBoost's external
+    # memory on every worker (cache pages on disk); auto: external when the sample is too large
+    memory: Literal["auto", "in-memory", "external"] = "auto"
+
+    @field_validator("params")
+    @classmethod
+    def _xgboost_knows_params(cls, value):
+        """Every key a parameter XGBoost uses, every value one it accepts (asked of XGBoost itself)."""
+        from ._xgb_params import validate_spec_params
+
+        validate_spec_params(cls.__name__, value)
+        return value
 
 
 class EstimatorSpec(StrictModel):
@@ -164,25 +176,36 @@ class XGBoostHalvingModel(StrictModel):
     eta: Annotated[float, Field(gt=1)] = 3
     seed: int = 0
 
+    @field_validator("grid")
+    @classmethod
+    def _xgboost_knows_params(cls, value):
+        """Every candidate's keys parameters XGBoost uses, its values ones it accepts."""
+        from ._xgb_params import validate_spec_grid
+
+        validate_spec_grid(cls.__name__, value, rounds="max_rounds", early_stopping=None, beside="beside grid")
+        return value
+
 
 # ---------------------------------------------------------------- fit functions
 
 
 def fit_xgboost(model: XGBoostModel, ctx: FitContext) -> Fitted:
-    from .xgb import train_xgboost
+    from .xgb import memory_mode, train_xgboost
 
     valid = ctx.valid
+    memory = memory_mode(model.memory, ctx.train, ctx.client)
     ctx.say(f"train: xgboost, up to {model.num_boost_round} rounds"
-            + (f", early stopping after {model.early_stopping_rounds}" if model.early_stopping_rounds and valid else ""))
+            + (f", early stopping after {model.early_stopping_rounds}" if model.early_stopping_rounds and valid else "")
+            + (", from external memory (cache pages in each worker's local directory)" if memory == "external" else ""))
     result = train_xgboost(
         ctx.train, valid=valid, params=model.params, num_boost_round=model.num_boost_round,
         early_stopping_rounds=model.early_stopping_rounds if valid is not None else None,
-        scale_pos_weight=model.scale_pos_weight, seed=model.seed, client=ctx.client,
+        scale_pos_weight=model.scale_pos_weight, seed=model.seed, memory=memory, client=ctx.client,
         on_phase=lambda phase, seconds: (ctx.timed(phase, seconds), ctx.say(f"{phase}: {format_time(seconds)}")),
     )
     return Fitted(result.booster, history=result.history, result=result,
                   data={"best_iteration": result.best_iteration, "boosted_rounds": result.num_boosted_rounds,
-                        "training_attempts": result.attempts})
+                        "training_attempts": result.attempts, "memory": result.memory})
 
 
 def fit_sklearn(model: SklearnModel, ctx: FitContext) -> Fitted:
@@ -377,6 +400,7 @@ def _show_xgboost(d: dict) -> ModelView:
     attempts = d.get("training_attempts", 1)
     return ModelView((f"xgboost: {d['best_iteration'] + 1} trees kept (best validation round) "
                       f"of {d['boosted_rounds']} trained"
+                      + (", from external memory" if d.get("memory") == "external" else "")
                       + (f", after {attempts - 1} restart(s) on a lost worker" if attempts > 1 else ""),))
 
 

@@ -24,6 +24,7 @@ from ..metrics import Metrics, evaluate_model, score
 from ._extmem import WorkerLost, rank_order, train_external
 from ._inmemory import stack_partitions
 from ._tracker import install as _install_tracker
+from ._xgb_params import DEFAULT_PARAMS, check_xgboost_params
 
 _install_tracker()  # XGBoost's tracker in a child process: a dying worker cannot abort this one
 
@@ -31,15 +32,6 @@ __all__ = ["XGBoostResult", "train_xgboost", "DEFAULT_PARAMS", "MEMORY_MODES", "
 
 MEMORY_MODES = ("auto", "in-memory", "external")
 
-DEFAULT_PARAMS = {
-    "objective": "binary:logistic",
-    "tree_method": "hist",
-    "max_depth": 6,
-    "eta": 0.1,
-    # Early stopping follows the last metric: PR AUC on the validation set, which keeps improving
-    # on rare positives long after ROC AUC has saturated.
-    "eval_metric": ["logloss", "auc", "aucpr"],
-}
 
 
 @dataclass
@@ -111,6 +103,7 @@ def train_xgboost(
     on_phase
         Called with ``(phase, seconds)`` as each of ``dmatrix``, ``train`` and, with ``test``, ``predict`` and ``metrics`` ends.
     """
+    check_xgboost_params(params)
     client = client or get_client()
     if early_stopping_rounds and valid is None:
         raise WorkbenchError("early stopping needs a validation set", "pass valid= or set early_stopping_rounds=None")
