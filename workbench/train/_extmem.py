@@ -33,7 +33,6 @@ from xgboost.collective import Config as CollConfig
 
 from ..data.dataset import Dataset
 from ..errors import WorkbenchError
-from ._inmemory import stack_partitions
 from ._tracker import start_tracker_in_child
 
 __all__ = ["train_external", "rank_order", "WorkerLost", "cache_bytes"]
@@ -72,12 +71,12 @@ def train_external(client, train: Dataset, valid: Dataset | None, params: dict, 
     workers = workers[:n]
     max_bin = int(params.get("max_bin", 256))
     features = list(train.features)
-    train_blocks = _blocks(client, train, workers)
-    valid_blocks = _blocks(client, valid, workers) if valid is not None else [None] * n
     needs = [_disk_need(train, block, max_bin) + (_disk_need(valid, vblock, max_bin) if valid is not None else 0)
              for block, vblock in zip(_block_ranges(train.npartitions, n),
                                       _block_ranges(valid.npartitions, n) if valid is not None else [None] * n)]
-    check_cache_space(client, dict(zip(workers, needs)))
+    check_cache_space(client, dict(zip(workers, needs)))  # before any partition moves
+    train_blocks = _blocks(client, train, workers)
+    valid_blocks = _blocks(client, valid, workers) if valid is not None else [None] * n
     comm = _collective_args(client, n) if n > 1 else None
     timeout = parse_timedelta(dask.config.get("workbench.train.collective_timeout", "120s"))
     run = uuid.uuid4().hex[:12]
@@ -183,7 +182,19 @@ def _watch(client, futures, workers: list[str], timeout: float) -> None:
 
 class _StreamedPartitions(xgb.DataIter):
     """One block of partitions, each computed (read, split, under-sampled) when XGBoost asks for
-    it and released after: XGBoost passes over the data several times while building the matrix."""
+    it and released after: XGBoost passes over the data several times while building the matrix.
+
+    Consecutive partitions are gathered into float32 batches of about :attr:`batch_bytes`, each of
+    which becomes one cache page: XGBoost builds a page in memory before writing it and maps a whole
+    page back while training, and it keeps per-page state while training. Measured in one process on
+    20 M rows × 30 features of a BigQuery-style export read as 100,000-row partitions: pages of one
+    partition each peaked at 1.33 GB in training (0.52 GB while building); 128 MiB batches at
+    1.27 GB (0.87 GB while building, 17 % faster to build). On 2 M rows, 32/64/128 MiB batches
+    peaked at 0.49/0.59/0.79 GB while building and 0.44/0.48/0.55 GB in training. A partition larger
+    than a batch is passed alone.
+    """
+
+    batch_bytes = 32 * 2**20
 
     def __init__(self, block, features: list[str], target: str, cache_prefix: str):
         kind, *rest = block
@@ -194,22 +205,62 @@ class _StreamedPartitions(xgb.DataIter):
             self.parts, self.indices = rest[0], list(range(len(rest[0])))
         self.held = kind == "held"
         self.features, self.target, self.i = features, target, 0
+        self.pending = None  # a partition read for the batch it did not fit in, first of the next
         super().__init__(cache_prefix=cache_prefix, release_data=True, on_host=False)
 
-    def next(self, input_data) -> bool:
+    def _read(self):
         if self.i == len(self.indices):
-            return False
+            return None
         part = self.parts[self.indices[self.i]]
+        self.i += 1
         if not self.held:
             (part,) = dask.compute(part, scheduler="sync")
-        X, y = stack_partitions([part], self.features, self.target, dtype="float32", label_dtype="float32")
-        del part
-        input_data(data=X, label=y, feature_names=self.features)
-        self.i += 1
+        return part
+
+    def next(self, input_data) -> bool:
+        import numpy as np
+
+        capacity = max(1, self.batch_bytes // (4 * len(self.features)))
+        X = y = None
+        rows = 0
+        while True:
+            part, self.pending = (self.pending if self.pending is not None else self._read()), None
+            if part is None:
+                break
+            n = len(part)
+            if X is None:
+                X = np.empty((max(capacity, n), len(self.features)), dtype="float32")
+                y = np.empty(len(X), dtype="float32")
+            elif rows + n > len(X):
+                self.pending = part
+                break
+            for j, name in enumerate(self.features):
+                X[rows:rows + n, j] = part[name].to_numpy(dtype="float32", na_value=np.nan)
+            y[rows:rows + n] = part[self.target].to_numpy(dtype="float32")
+            rows += n
+            del part
+        if not rows:
+            return False
+        _release_memory(trim=False)
+        input_data(data=X[:rows], label=y[:rows], feature_names=self.features)
         return True
 
     def reset(self) -> None:
-        self.i = 0
+        self.i, self.pending = 0, None
+
+
+def _release_memory(trim: bool = True) -> None:
+    """Hand freed memory back to the system: Arrow's pool keeps what the reader freed, and glibc
+    keeps freed heap pages; both count in the worker's RSS, which Dask's memory monitor watches."""
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    if trim:
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _train_rank(rank, train_block, valid_block, features, target, params, num_boost_round, early_stopping_rounds,
@@ -250,6 +301,7 @@ def _build_and_train(matrices, train_block, valid_block, features, target, param
         )
         matrices.append(dvalid)
         evals.append((dvalid, "valid"))
+    _release_memory()  # what reading the partitions left behind, before training's own peak
     dmatrix_seconds = time.perf_counter() - started
     trained = time.perf_counter()
     history: dict = {}
