@@ -25,6 +25,7 @@ import uuid
 
 import cloudpickle
 import dask
+import numpy as np
 import xgboost as xgb
 from dask.utils import format_bytes, parse_timedelta
 from distributed import futures_of, get_worker, wait
@@ -218,8 +219,6 @@ class _StreamedPartitions(xgb.DataIter):
         return part
 
     def next(self, input_data) -> bool:
-        import numpy as np
-
         capacity = max(1, self.batch_bytes // (4 * len(self.features)))
         X = y = None
         rows = 0
