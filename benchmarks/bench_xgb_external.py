@@ -265,7 +265,7 @@ def run_workbench(args, train_path: Path, test_path: Path) -> dict:
         info = client.scheduler_info(n_workers=-1)["workers"]
         statuses = {address: w.get("status") for address, w in info.items()}
         logs = [line for lines in client.get_worker_logs(n=10_000).values() for _, line in lines]
-    logging.getLogger("distributed").removeHandler(records)
+        logging.getLogger("distributed").removeHandler(records)  # before the cluster's own shutdown
     logs += records.lines
     probes = _read_probes(probe_dir, pids)
     shutil.rmtree(probe_dir, ignore_errors=True)
