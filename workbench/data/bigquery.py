@@ -176,7 +176,7 @@ class _PartitionReader:
         out = {c.name: _to_pandas(table.column(c.name), c) for c in wanted}
         if label is not None:
             out[self.target] = labels_to_01(label, self.target_kind, self.positive)
-        frame = pd.DataFrame(out, index=index)
+        frame = pd.DataFrame(out, index=index, copy=False)  # each column its own block: no consolidating copy
         order = [c.name for c in wanted] + labels
         if columns is not None:
             order = [c for c in order if c in columns]

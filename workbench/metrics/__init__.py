@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -69,11 +70,45 @@ class Metrics:
 
 
 def score_table(scored: dd.DataFrame, label: str = "label", score: str = "score") -> pd.DataFrame:
-    """Distinct scores with their negative and positive counts, reduced on the workers."""
-    counts = scored.groupby([score, label]).size(split_out=1).compute()
-    table = counts.unstack(fill_value=0).reindex(columns=[0, 1], fill_value=0)
-    table.columns = ["neg", "pos"]
-    return table.sort_index().rename_axis("score").reset_index()
+    """Distinct scores with their negative and positive counts, reduced on the workers.
+
+    Each partition becomes its own sorted table, and the tables are merged in a tree of
+    :data:`MERGE_FANIN` at a time, so only the final table reaches the client. On 800,000 test
+    scores (674,000 distinct) this took 0.3 s against 1.3 s for ``groupby([score, label]).size()``
+    (measured; benchmarks/README.md). Missing scores are left out, as a groupby leaves them out.
+    """
+    tables = [dask.delayed(_partition_table)(part, label, score) for part in scored[[score, label]].to_delayed()]
+    while len(tables) > 1:
+        tables = [dask.delayed(_merge_tables)(tables[i:i + MERGE_FANIN]) for i in range(0, len(tables), MERGE_FANIN)]
+    values, neg, pos = tables[0].compute() if tables else _merge_tables([])
+    return pd.DataFrame({"score": values, "neg": neg, "pos": pos})
+
+
+MERGE_FANIN = 8
+
+
+def _partition_table(part: pd.DataFrame, label: str, score: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    scores = part[score].to_numpy(dtype="float64")
+    positive = part[label].to_numpy(dtype="int64")
+    keep = ~np.isnan(scores)
+    scores, positive = scores[keep], positive[keep]
+    return _collapse(scores, 1 - positive, positive)
+
+
+def _merge_tables(tables: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not tables:
+        return np.empty(0, dtype="float64"), np.empty(0, dtype="int64"), np.empty(0, dtype="int64")
+    return _collapse(*(np.concatenate([t[k] for t in tables]) for k in range(3)))
+
+
+def _collapse(scores: np.ndarray, neg, pos) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per distinct score, in increasing order, with the counts summed."""
+    if not len(scores):
+        return scores.astype("float64"), np.asarray(neg, dtype="int64"), np.asarray(pos, dtype="int64")
+    order = np.argsort(scores, kind="stable")
+    scores, neg, pos = scores[order], neg[order], pos[order]
+    starts = np.flatnonzero(np.r_[True, scores[1:] != scores[:-1]])
+    return scores[starts], np.add.reduceat(neg, starts), np.add.reduceat(pos, starts)
 
 
 def _weighted(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,8 +8,11 @@ partition at a time, straight from the export or the Zarr cache through the spli
 whole set is never in memory. The histogram index lives in cache pages under the worker's
 ``local_directory``, read back through mmap, and is removed when the task ends.
 
-Block k of the partitions goes to rank k, and the tracker ranks the tasks by k, so the same seeds
-give the same model on any layout of the same number of workers.
+Before that, each worker sketches a group of the features over every row (:mod:`._cuts`), and every
+rank builds its matrix on the joined cuts: the cuts of ``xgboost.train`` in one process, whatever the
+number of workers, where XGBoost's own distributed sketch would give other cuts on other worker
+counts. Block k of the partitions goes to rank k, and the tracker ranks the tasks by k, so the same
+seeds give the same model on any layout of the same number of workers.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ import dask
 import numpy as np
 import xgboost as xgb
 from dask.utils import format_bytes, parse_timedelta
-from distributed import futures_of, get_worker, wait
+from distributed import futures_of, get_client, get_worker, wait
 from xgboost.collective import CommunicatorContext
 from xgboost.collective import Config as CollConfig
 
 from ..data.dataset import Dataset
 from ..errors import WorkbenchError
+from ._cuts import column_groups, cuts_matrix, join_cuts, same_cuts
 from ._tracker import start_tracker_in_child
 
 __all__ = ["train_external", "rank_order", "WorkerLost", "cache_bytes"]
@@ -72,34 +76,55 @@ def train_external(client, train: Dataset, valid: Dataset | None, params: dict, 
     workers = workers[:n]
     max_bin = int(params.get("max_bin", 256))
     features = list(train.features)
-    needs = [_disk_need(train, block, max_bin) + (_disk_need(valid, vblock, max_bin) if valid is not None else 0)
-             for block, vblock in zip(_block_ranges(train.npartitions, n),
-                                      _block_ranges(valid.npartitions, n) if valid is not None else [None] * n)]
+    groups = column_groups(len(features), n)
+    train_ranges = _block_ranges(train.npartitions, n)
+    valid_ranges = _block_ranges(valid.npartitions, n) if valid is not None else [None] * n
+    needs = [max(_disk_need(train, range(train.npartitions), max_bin, len(group)),
+                 _disk_need(train, block, max_bin) + (_disk_need(valid, vblock, max_bin) if valid is not None else 0))
+             for block, vblock, group in zip(train_ranges, valid_ranges, groups + [[]] * (n - len(groups)))]
     check_cache_space(client, dict(zip(workers, needs)))  # before any partition moves
-    train_blocks = _blocks(client, train, workers)
-    valid_blocks = _blocks(client, valid, workers) if valid is not None else [None] * n
-    comm = _collective_args(client, n) if n > 1 else None
     timeout = parse_timedelta(dask.config.get("workbench.train.collective_timeout", "120s"))
     run = uuid.uuid4().hex[:12]
-    futures = [
-        client.submit(
-            _train_rank, rank, train_blocks[rank], valid_blocks[rank], features, train.target, params,
-            num_boost_round, early_stopping_rounds, eval_train, comm, run,
-            workers=[address], allow_other_workers=False, pure=False, key=f"xgboost-external-{run}-{rank}",
-        )
-        for rank, address in enumerate(workers)
-    ]
     try:
-        _watch(client, futures, workers, timeout)
-        outputs = [future.result() for future in futures]
+        cuts = _sketch(client, train, workers, groups, max_bin, run, timeout)
+        train_blocks = _blocks(client, train, workers)
+        valid_blocks = _blocks(client, valid, workers) if valid is not None else [None] * n
+        comm = _collective_args(client, n) if n > 1 else None
+        futures = [
+            client.submit(
+                _train_rank, rank, train_blocks[rank], valid_blocks[rank], features, train.target, params,
+                num_boost_round, early_stopping_rounds, eval_train, comm, run, cuts,
+                workers=[address], allow_other_workers=False, pure=False, key=f"xgboost-external-{run}-{rank}",
+            )
+            for rank, address in enumerate(workers)
+        ]
+        try:
+            _watch(client, futures, workers, timeout)
+            outputs = [future.result() for future in futures]
+        finally:
+            client.cancel(futures)
     except WorkerLost:
         # A worker that could not write a page is aborted by XGBoost: say so rather than retry.
         check_cache_space(client, dict(zip(rank_order(client), needs)))
         raise
-    finally:
-        client.cancel(futures)
     output = outputs[0]
     return output, output["dmatrix_seconds"] + (time.perf_counter() - started - output["total_seconds"])
+
+
+def _sketch(client, train: Dataset, workers: list[str], groups: list[list[int]], max_bin: int, run: str,
+            timeout: float):
+    """The quantile cuts of every feature over every training row, a group of features per worker."""
+    with _whole(client, train, f"workbench-sketch-{run}") as block:
+        futures = [
+            client.submit(_sketch_group, block, list(train.features), group, train.target, max_bin, run,
+                          workers=[address], allow_other_workers=False, pure=False, key=f"xgboost-sketch-{run}-{k}")
+            for k, (group, address) in enumerate(zip(groups, workers))
+        ]
+        try:
+            _watch(client, futures, workers[:len(groups)], timeout)
+            return join_cuts([future.result() for future in futures])
+        finally:
+            client.cancel(futures)
 
 
 def _block_ranges(npartitions: int, n: int) -> list[range]:
@@ -120,11 +145,27 @@ def _blocks(client, data: Dataset, workers: list[str]) -> list:
     return [("graph", graph, list(r)) for r in ranges]
 
 
-def _disk_need(data: Dataset, block: range, max_bin: int) -> int:
-    if data.class_counts is None:
+@contextlib.contextmanager
+def _whole(client, data: Dataset, name: str):
+    """Every partition, to be streamed one at a time by one task: the pickled task graph, or, for a
+    frame held in the workers' memory, its partitions published as dataset ``name`` (a task fetches
+    them one by one from where they are)."""
+    frame = data.frame[[*data.features, data.target]]
+    if not futures_of(frame):
+        yield ("graph", cloudpickle.dumps(frame.to_delayed(optimize_graph=True)), list(range(frame.npartitions)))
+        return
+    client.publish_dataset(**{name: client.compute(frame.to_delayed())})
+    try:
+        yield ("dataset", name)
+    finally:
+        client.unpublish_dataset(name)
+
+
+def _disk_need(data: Dataset, block: range, max_bin: int, n_features: int | None = None) -> int:
+    if data.class_counts is None or n_features == 0:
         return 0
     rows = int(data.class_counts[list(block)].sum())
-    return cache_bytes(rows, len(data.features), max_bin, len(block))
+    return cache_bytes(rows, len(data.features) if n_features is None else n_features, max_bin, len(block))
 
 
 def check_cache_space(client, needs: dict[str, int]) -> None:
@@ -197,15 +238,19 @@ class _StreamedPartitions(xgb.DataIter):
 
     batch_bytes = 32 * 2**20
 
-    def __init__(self, block, features: list[str], target: str, cache_prefix: str):
+    def __init__(self, block, features: list[str], target: str, cache_prefix: str, columns: list[str] | None = None):
         kind, *rest = block
         if kind == "graph":
             graph, self.indices = rest
             self.parts = cloudpickle.loads(graph)
+        elif kind == "dataset":  # partitions held by the workers, fetched one at a time
+            self.parts = get_client().get_dataset(rest[0])
+            self.indices = list(range(len(self.parts)))
         else:
             self.parts, self.indices = rest[0], list(range(len(rest[0])))
-        self.held = kind == "held"
+        self.kind = kind
         self.features, self.target, self.i = features, target, 0
+        self.columns = list(columns) if columns is not None else list(features)
         self.pending = None  # a partition read for the batch it did not fit in, first of the next
         super().__init__(cache_prefix=cache_prefix, release_data=True, on_host=False)
 
@@ -214,12 +259,15 @@ class _StreamedPartitions(xgb.DataIter):
             return None
         part = self.parts[self.indices[self.i]]
         self.i += 1
-        if not self.held:
+        if self.kind == "graph":
             (part,) = dask.compute(part, scheduler="sync")
+        elif self.kind == "dataset":
+            part = part.result()
         return part
 
     def next(self, input_data) -> bool:
-        capacity = max(1, self.batch_bytes // (4 * len(self.features)))
+        width = len(self.columns)
+        capacity = max(1, self.batch_bytes // (4 * width))
         X = y = None
         rows = 0
         while True:
@@ -228,12 +276,14 @@ class _StreamedPartitions(xgb.DataIter):
                 break
             n = len(part)
             if X is None:
-                X = np.empty((max(capacity, n), len(self.features)), dtype="float32")
+                # Fortran order: each column is written contiguously (a C-order row stride per value
+                # was 5-9x slower), and XGBoost reads the batch through its strides.
+                X = np.empty((width, max(capacity, n)), dtype="float32").T
                 y = np.empty(len(X), dtype="float32")
             elif rows + n > len(X):
                 self.pending = part
                 break
-            for j, name in enumerate(self.features):
+            for j, name in enumerate(self.columns):
                 X[rows:rows + n, j] = part[name].to_numpy(dtype="float32", na_value=np.nan)
             y[rows:rows + n] = part[self.target].to_numpy(dtype="float32")
             rows += n
@@ -241,7 +291,7 @@ class _StreamedPartitions(xgb.DataIter):
         if not rows:
             return False
         _release_memory(trim=False)
-        input_data(data=X[:rows], label=y[:rows], feature_names=self.features)
+        input_data(data=X[:rows], label=y[:rows], feature_names=self.columns)
         return True
 
     def reset(self) -> None:
@@ -262,8 +312,24 @@ def _release_memory(trim: bool = True) -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def _sketch_group(block, features, group, target, max_bin, run):
+    """The cuts of the features ``group`` (indices into ``features``) over every partition of ``block``."""
+    worker = get_worker()
+    prefix = os.path.join(worker.local_directory, f"{CACHE_PREFIX}{run}-sketch-{group[0]}")
+    columns = [features[j] for j in group]
+    try:
+        matrix = xgb.ExtMemQuantileDMatrix(_StreamedPartitions(block, features, target, prefix, columns=columns),
+                                           max_bin=max_bin, nthread=worker.state.nthreads)
+        cuts = matrix.get_quantile_cut()
+        del matrix
+    finally:
+        _remove_pages(prefix)
+    _release_memory()
+    return cuts
+
+
 def _train_rank(rank, train_block, valid_block, features, target, params, num_boost_round, early_stopping_rounds,
-                eval_train, comm, run):
+                eval_train, comm, run, cuts):
     worker = get_worker()
     prefix = os.path.join(worker.local_directory, f"{CACHE_PREFIX}{run}-{rank}")
     nthread = worker.state.nthreads
@@ -276,7 +342,7 @@ def _train_rank(rank, train_block, valid_block, features, target, params, num_bo
         with context:
             booster, history, dmatrix_seconds, train_seconds = _build_and_train(
                 matrices, train_block, valid_block, features, target, params, nthread, max_bin, num_boost_round,
-                early_stopping_rounds, eval_train, prefix, started,
+                early_stopping_rounds, eval_train, prefix, started, cuts,
             )
     finally:
         matrices.clear()  # their destructors unmap and close the pages
@@ -287,11 +353,14 @@ def _train_rank(rank, train_block, valid_block, features, target, params, num_bo
 
 
 def _build_and_train(matrices, train_block, valid_block, features, target, params, nthread, max_bin,
-                     num_boost_round, early_stopping_rounds, eval_train, prefix, started):
+                     num_boost_round, early_stopping_rounds, eval_train, prefix, started, cuts):
     dtrain = xgb.ExtMemQuantileDMatrix(
         _StreamedPartitions(train_block, features, target, prefix + "-train"), max_bin=max_bin, nthread=nthread,
+        ref=cuts_matrix(cuts, max_bin, features),
     )
     matrices.append(dtrain)
+    if not same_cuts(dtrain.get_quantile_cut(), cuts):
+        raise RuntimeError("the training matrix did not take the sketched cuts")
     evals = [(dtrain, "train")] if eval_train else []
     if valid_block is not None:
         dvalid = xgb.ExtMemQuantileDMatrix(

@@ -46,20 +46,44 @@ def _stack(parts: list[pd.DataFrame], features: list[str], target: str) -> tuple
     return stack_partitions(parts, features, target, dtype="float64", label_dtype="int8")
 
 
-def stack_partitions(parts, features, target, *, dtype, label_dtype) -> tuple[np.ndarray, np.ndarray]:
-    """One ``(rows, features)`` array and its labels from a list of partitions, column by column
-    (no intermediate copy of a whole partition in another dtype); missing values become NaN."""
+def stack_partitions(parts, features, target, *, dtype, label_dtype, order="C") -> tuple[np.ndarray, np.ndarray]:
+    """One ``(rows, features)`` array and its labels from a list of partitions; missing values become NaN.
+
+    The block is filled one column at a time through a contiguous ``(features, rows)`` buffer (no
+    intermediate copy of a whole partition in another dtype). ``order="F"`` returns the transpose of
+    that buffer, with no further copy; ``order="C"`` transposes each partition's slice into a C-order
+    array. Writing a column straight into a C-order array is a strided write per value, 5-9x slower
+    (3.2 M x 30 float32: 1.9 s of CPU against 0.2 s in Fortran order, measured; benchmarks/README.md).
+    """
+    if order not in ("C", "F"):
+        raise ValueError(f"order must be 'C' or 'F', not {order!r}")
     rows = sum(len(p) for p in parts)
-    X = np.empty((rows, len(features)), dtype=dtype)
     y = np.empty(rows, dtype=label_dtype)
+    if order == "F":
+        columns = np.empty((len(features), rows), dtype=dtype)
+        X = columns.T
+    else:
+        columns = np.empty((len(features), max((len(p) for p in parts), default=0)), dtype=dtype)
+        X = np.empty((rows, len(features)), dtype=dtype)
     start = 0
     for part in parts:
         end = start + len(part)
+        into = columns[:, start:end] if order == "F" else columns[:, : end - start]
         for j, name in enumerate(features):
-            X[start:end, j] = part[name].to_numpy(dtype=dtype, na_value=np.nan)
+            _column_into(into[j], part[name])
+        if order == "C":
+            X[start:end] = into.T
         y[start:end] = part[target].to_numpy(dtype=label_dtype)
         start = end
     return X, y
+
+
+def _column_into(out: np.ndarray, column: pd.Series) -> None:
+    """``column`` cast into ``out`` (one contiguous row of the buffer), NaN for missing values."""
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+        np.copyto(out, column.to_numpy(), casting="unsafe")  # numpy's cast, as to_numpy(dtype=...) does
+    else:
+        out[:] = column.to_numpy(dtype=out.dtype, na_value=np.nan)
 
 
 def single_threaded(estimator):
