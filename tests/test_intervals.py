@@ -186,14 +186,22 @@ def test_pr_auc_bootstrap_is_seeded_and_resamples_the_counts():
     assert first == pr_auc(table, method="bootstrap", n_boot=300, seed=1)
     assert first != pr_auc(table, method="bootstrap", n_boot=300, seed=2)
     assert first.low < first.ap < first.high
-    # One replicate, drawn as documented (multinomial counts per class over the distinct scores in
-    # decreasing order), is scikit-learn's AP on the rows those counts stand for.
+    # One replicate, drawn as documented (positives: multinomial counts over the distinct scores that
+    # hold positives, in decreasing order; negatives: over the spans at or above each of them and
+    # below the next higher one, then below them all), is scikit-learn's AP on rows those counts
+    # stand for: each span's negatives placed at its positive score (at the top of the span).
     scores = np.unique(a)[::-1]
     counts = table.groupby("score")[["neg", "pos"]].sum().loc[scores]
+    holds = counts["pos"].to_numpy() > 0
+    spans = np.cumsum(holds) - holds
+    neg_spans = np.bincount(spans, weights=counts["neg"].to_numpy(), minlength=holds.sum() + 1)
+    pos_scores = counts["pos"].to_numpy()[holds]
     rng = np.random.default_rng(3)
-    pos = rng.multinomial(counts["pos"].sum(), counts["pos"] / counts["pos"].sum())
-    neg = rng.multinomial(counts["neg"].sum(), counts["neg"] / counts["neg"].sum())
-    yb, sb = expand(pd.DataFrame({"score": scores, "neg": neg, "pos": pos}))
+    pos = rng.multinomial(pos_scores.sum(), pos_scores / pos_scores.sum())
+    neg = rng.multinomial(neg_spans.sum(), neg_spans / neg_spans.sum())
+    placed = np.r_[scores[holds], scores[-1] - 1.0]  # the last span lies below every positive
+    yb, sb = expand(pd.DataFrame({"score": np.r_[scores[holds], placed[-1]],
+                                  "neg": neg, "pos": np.r_[pos, 0]}))
     one = pr_auc(table, method="bootstrap", n_boot=1, seed=3)
     assert one.low == pytest.approx(average_precision_score(yb, sb), rel=EXACT) and one.high == one.low
     # And its spread is that of resampling rows (stratified), within Monte Carlo error.

@@ -254,6 +254,16 @@ def _average_precision(neg: np.ndarray, pos: np.ndarray) -> float:
     return float(np.dot(pos, precision) / tp[-1])
 
 
+def _positive_spans(neg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """In decreasing score order: the positives of each score that holds positives, and the
+    negatives of each span (at or above that score, below the next higher one), with one more
+    span last for the negatives below every positive."""
+    holds = pos > 0
+    span = np.cumsum(holds) - holds  # a negative at a positive score counts with that score
+    neg_spans = np.bincount(span, weights=neg, minlength=int(holds.sum()) + 1)
+    return pos[holds], neg_spans
+
+
 def pr_auc(table: pd.DataFrame, level: float = 0.95, method: str = "logit", *, n_boot: int = 1000,
            seed: int = 0) -> PRInterval:
     """PR AUC as average precision (``sklearn.metrics.average_precision_score``) with an interval.
@@ -272,9 +282,14 @@ def pr_auc(table: pd.DataFrame, level: float = 0.95, method: str = "logit", *, n
         approximation, not a derived variance: prefer the bootstrap with few positives. At
         ``ap`` 0 or 1 it is the point.
         ``"bootstrap"``: the percentile interval of ``n_boot`` stratified bootstrap replicates
-        (positives and negatives resampled separately, as in Boyd's R code, kboyd/raucpr),
-        each drawn as multinomial counts over the distinct scores: the same distribution as
-        resampling rows, in O(distinct scores) per replicate. Seeded by ``seed``.
+        (positives and negatives resampled separately, as in Boyd's R code, kboyd/raucpr).
+        Each replicate draws the positives as multinomial counts over the distinct scores that
+        hold positives, and the negatives as multinomial counts over the spans between them
+        (the negatives at or above a positive score and below the next higher one; then those
+        below every positive): average precision depends on the negatives only through those
+        span counts, and a multinomial summed over cells is the multinomial of the sums, so this
+        is the same distribution as resampling rows, in O(positive scores) per replicate.
+        Seeded by ``seed``.
     """
     _, neg, pos = _counts(table)
     neg, pos = neg[::-1], pos[::-1]
@@ -290,11 +305,12 @@ def pr_auc(table: pd.DataFrame, level: float = 0.95, method: str = "logit", *, n
             low = high = ap
     elif method == "bootstrap":
         rng = np.random.default_rng(seed)
+        pos_k, neg_k = _positive_spans(neg, pos)
         draws = np.empty(n_boot)
         for i in range(n_boot):
-            pos_b = rng.multinomial(int(n1), pos / n1).astype("float64")
-            neg_b = rng.multinomial(int(n0), neg / n0).astype("float64") if n0 else neg
-            draws[i] = _average_precision(neg_b, pos_b)
+            pos_b = rng.multinomial(int(n1), pos_k / n1).astype("float64")
+            neg_b = rng.multinomial(int(n0), neg_k / n0).astype("float64") if n0 else neg_k
+            draws[i] = _average_precision(neg_b[:-1], pos_b)
         low, high = (float(v) for v in np.quantile(draws, [(1 - level) / 2, (1 + level) / 2]))
     else:
         raise ValueError(f"method must be 'logit' or 'bootstrap', got {method!r}")
