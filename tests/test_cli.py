@@ -108,8 +108,11 @@ def test_run_prints_a_summary(happy):
     assert re.search(r"^  model +xgboost: \d+ trees kept \(best validation round\) of \d+ trained$", out, re.MULTILINE), out
     timings = re.search(r"^  timings +(.*)$", out, re.MULTILINE).group(1)
     assert set(re.findall(r"(\w+) \d+(?:\.\d+)? (?:us|ms|s)\b", timings)) == PHASES  # dask.utils.format_time
-    assert re.search(r"^  ROC AUC +0\.\d{4}  \(exact, on 40,000 held-out test rows\)$", out, re.MULTILINE), out
-    assert re.search(r"^  PR AUC +0\.\d{4}  \(average precision\)$", out, re.MULTILINE), out
+    assert re.search(r"^  ROC AUC +0\.\d{4}  95% CI 0\.\d{4}–0\.\d{4} \(DeLong\)  \(exact, on 40,000 held-out test rows\)$",
+                     out, re.MULTILINE), out
+    assert re.search(r"^  PR AUC +0\.\d{4}  95% CI 0\.\d{4}–0\.\d{4} \(bootstrap\)  \(average precision\)$",
+                     out, re.MULTILINE), out
+    assert re.search(r"^  threshold +0\.5000, as the pipeline file gives it$", out, re.MULTILINE), out
     assert re.search(r"^  confusion +at threshold 0\.5: tn [\d,]+  fp [\d,]+  fn [\d,]+  tp [\d,]+  "
                      r"\(precision \d\.\d{3}, recall \d\.\d{3}\)$", out, re.MULTILINE), out
     assert re.search(r"^  corrected +for RUS", out, re.MULTILINE), out

@@ -121,10 +121,19 @@ def test_save_and_load_models(xgb_result, frames, tmp_path):
         save_model(xgb_result.booster, tmp_path / "model.bin")
 
     forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(*_xy(frames[0]))
-    again = load_model(save_model(forest, tmp_path / "forest.joblib"))
+    again = load_model(save_model(forest, tmp_path / "forest.skops"))  # skops: no trust needed
     np.testing.assert_array_equal(again.predict_proba(X_test), forest.predict_proba(X_test))
+    rus = RUSClassifier(LogisticRegression(), ratio="1:2", random_state=0).fit(*_xy(frames[0]))
+    np.testing.assert_array_equal(load_model(save_model(rus, tmp_path / "rus.skops")).predict_proba(X_test),
+                                  rus.predict_proba(X_test))
+    with pytest.raises(WorkbenchError, match="does not end in .skops"):
+        save_model(forest, tmp_path / "forest.model")
+    pickled = save_model(forest, tmp_path / "forest.joblib")  # a pickle: loaded only when trusted
+    with pytest.raises(WorkbenchError, match=r"forest\.joblib is a pickle \(\.joblib\): loading it runs whatever code"):
+        load_model(pickled)
+    np.testing.assert_array_equal(load_model(pickled, trust=True).predict_proba(X_test), forest.predict_proba(X_test))
     with pytest.raises(WorkbenchError, match="no model file"):
-        load_model(tmp_path / "missing.joblib")
+        load_model(tmp_path / "missing.skops")
 
 
 def test_predict_to_parquet_round_trip(xgb_result, parts, frames, tmp_path, client):

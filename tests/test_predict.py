@@ -87,3 +87,25 @@ def test_predict_errors(trained, tmp_path, model, message):
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "predictions").exists()
+
+
+def test_a_joblib_model_file_is_scored_only_with_trust(trained, tmp_path):
+    """A pickle loads only with --trust; then it scores exactly as the run's own skops model."""
+    from workbench.pipeline.artifacts import load_model, save_model
+
+    root, result = trained
+    skops_file = Path(result.record.path) / result.record.artifacts["model"]
+    assert skops_file.suffix == ".skops"
+    pickled = save_model(load_model(skops_file), tmp_path / "model.joblib")
+    shard = sorted((root / "export").glob("*.parquet"))[0]
+    args = ("predict", pickled, shard, "--target", "is_miner", "--drop", "address", "--workers", 1)
+    refused = workbench(*args, "--out", tmp_path / "refused", cwd=tmp_path)
+    assert refused.returncode == 2 and "is a pickle (.joblib)" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "refused").exists()
+    trusted = workbench(*args, "--trust", "--out", tmp_path / "trusted", cwd=tmp_path)
+    assert trusted.returncode == 0, trusted.stderr
+    by_run = workbench("predict", result.record.id, shard, "--runs-dir", root / "runs", "--workers", 1,
+                       "--out", tmp_path / "by-run", cwd=tmp_path)
+    assert by_run.returncode == 0, by_run.stderr
+    assert (pd.read_parquet(tmp_path / "trusted")["score"].to_numpy()
+            == pd.read_parquet(tmp_path / "by-run")["score"].to_numpy()).all()

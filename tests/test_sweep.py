@@ -18,6 +18,7 @@ import yaml
 from distributed import Client, LocalCluster
 
 from workbench import analysis as A
+from workbench.cluster import close_cluster
 from workbench.data.synth import synth_bitcoin_export
 from workbench.errors import ConfigError
 from workbench.report import write_report
@@ -398,9 +399,13 @@ def test_sigterm_stops_the_sweep_cleanly_and_closes_the_cell_in_flight(tmp_path,
 
 @pytest.fixture(scope="module")
 def two_workers():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="2GiB", host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
-        yield client
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="2GiB", host="127.0.0.1",
+                           dashboard_address="127.0.0.1:0")
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:  # its tests kill workers: closed the way the workbench closes its own clusters
+        close_cluster(cluster)
 
 
 def test_a_worker_killed_during_a_cell_is_recorded_and_the_sweep_completes(tmp_path, export, two_workers):

@@ -77,6 +77,7 @@ class DataSpec(StrictModel):
     drop: list[str] = []
     positive: bool | int | str | None = None
     keep_nested: bool = False
+    infinite: Literal["error", "missing"] = "error"  # +inf/-inf in FLOAT64 features: refused, or read as NaN
     partition_size: str | int | None = None
     storage_options: dict[str, Any] = {}
     persist: bool | Literal["auto"] = "auto"
@@ -119,10 +120,35 @@ class SamplingSpec(StrictModel):
         return value
 
 
+class CostsSpec(StrictModel):
+    fp: Annotated[float, Field(ge=0)]  # the cost of one false positive (a false alarm)
+    fn: Annotated[float, Field(ge=0)]  # the cost of one missed positive
+
+
 class MetricsSpec(StrictModel):
-    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
-    plots: bool = True  # ROC, PR and confusion-matrix PNGs next to the run
+    """How a run is evaluated on its test set (docs/metrics.md)."""
+
+    # a probability on the model's own scores, or chosen on the validation set: "f1" (the F1-maximising
+    # cut), "cost" (the cut of least cost, with `costs`), "auto" (f1 with a validation set, else 0.5)
+    threshold: Literal["auto", "f1", "cost"] | Annotated[float, Field(ge=0, le=1)] = "auto"
+    costs: CostsSpec | None = None
+    at_k: list[Annotated[int, Field(ge=1)] | Annotated[float, Field(gt=0, le=1)]] = [100, 0.01]  # review budgets
+    level: Annotated[float, Field(gt=0, lt=1)] = 0.95  # of every confidence interval
+    pr_interval: Literal["bootstrap", "logit"] = "bootstrap"
+    bootstrap: Annotated[int, Field(ge=10)] = 1000  # replicates of the PR AUC interval
+    seed: int = 0  # of the bootstrap
+    calibration_bins: Annotated[int, Field(ge=2, le=100)] = 10
+    # the test set's labels and scores beside the run, for `workbench compare` and a sweep's paired
+    # tests; "auto": when the test set has at most workbench.metrics.save_scores_max_rows rows
+    save_scores: Literal["auto"] | bool = "auto"
+    plots: bool = True  # ROC, PR, calibration and confusion-matrix PNGs next to the run
     importances: Annotated[int, Field(ge=0)] = 20  # top-k feature importances (table and PNG); 0: none
+
+    @model_validator(mode="after")
+    def _costs(self):
+        if self.threshold == "cost" and self.costs is None:
+            raise ValueError("threshold: cost needs costs: {fp: <cost of a false alarm>, fn: <cost of a miss>}")
+        return self
 
 
 _RATIO = re.compile(r"^\s*1\s*:\s*(\d+(?:\.\d+)?)\s*$")

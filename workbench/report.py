@@ -54,7 +54,7 @@ def write_report(source, out: str | os.PathLike | None = None, *, runs_dir=None,
     os.chmod(temporary, 0o777 & ~umask)
     try:
         sections = _Builder(table, temporary, time=time, alpha=alpha, sweep=sweep, baseline=baseline,
-                            title=title or f"Sweep {name}").build()
+                            title=title or f"Sweep {name}", runs_dir=runs_dir).build()
         (temporary / "index.html").write_text(sections.html())
         (temporary / "report.md").write_text(sections.markdown())
         if out.exists():
@@ -167,8 +167,9 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 class _Builder:
-    def __init__(self, table, directory: Path, *, time, alpha, sweep, baseline, title):
+    def __init__(self, table, directory: Path, *, time, alpha, sweep, baseline, title, runs_dir=None):
         self.table, self.directory, self.time, self.alpha = table, directory, time, alpha
+        self.runs_dir = runs_dir
         self.sweep, self.baseline = sweep, baseline
         self.unit = table.attrs.get("unit", "workers")
         self.doc = _Doc(title, self.unit)
@@ -181,6 +182,8 @@ class _Builder:
 
     def build(self) -> _Doc:
         self._overview()
+        self._shared_split()
+        self._uncertainty()
         self._figures()
         self._speedup()
         self._statistics()
@@ -210,6 +213,94 @@ class _Builder:
             summary = summary.merge(t.groupby([self.size, "workers"])[metric].mean().rename(f"{metric} (mean)").reset_index(),
                                     on=[self.size, "workers"])
         d.table(summary, f"{self.time} per cell (seconds) and mean metrics")
+
+    def _shared_split(self):
+        """The read and split that cells shared (a sweep's ``reuse``), once per group, apart from the cells."""
+        t = self.table
+        if not self.sweep or "run_id" not in t.columns:
+            return
+        from .stores.runs import RunStore
+
+        store = RunStore(self.runs_dir)
+        groups: dict[str, dict] = {}
+        cold = 0
+        for run_id, workers in zip(t["run_id"], t["workers"]):
+            reuse = store.get(run_id).data.get("split_reuse") if isinstance(run_id, str) else None
+            if not reuse:
+                continue  # recorded before cells shared their split
+            if reuse["role"] not in ("built", "reused"):
+                cold += 1
+                continue
+            group = groups.setdefault(reuse["group"], {"group": reuse["group"], "workers": workers, "cells": 0,
+                                                       "reused": 0, "read (s)": 0.0, "split (s)": 0.0})
+            group["cells"] += 1
+            if reuse["role"] == "reused":
+                group["reused"] += 1
+            else:  # the cell that read and split for the group (again, if the split was released and rebuilt)
+                group["read (s)"] += reuse["read_seconds"]
+                group["split (s)"] += reuse["split_seconds"]
+        if not groups and not cold:
+            return
+        d = self.doc
+        d.heading("Shared read and split")
+        if not groups:
+            d.text(f"None: every cell read and split its data itself ({cold} cells; reuse off, or a split that would "
+                   "not fit in the workers' memory: each run's data.split_reuse says which).")
+            return
+        frame = pd.DataFrame(list(groups.values()))
+        frame["shared per cell (s)"] = (frame["read (s)"] + frame["split (s)"]) / frame["cells"]
+        d.text("Cells with the same data, split settings and workers share one split, persisted on the workers. "
+               "The first cell of a group reads and splits (its read and split phases hold that time, and its split "
+               "phase includes persisting the sets); the others record read and split as 0 s. So train_seconds "
+               "measures the same work either way, and a reused cell's end-to-end time as a cold cell would have it is "
+               "its `seconds` plus its group's read + split below."
+               + (f" {cold} cell(s) read and split their data themselves (the cold path)." if cold else ""))
+        d.table(frame, "Read and split once per group (seconds)")
+
+    def _uncertainty(self):
+        t, d = self.table, self.doc
+        intervals = [m for m in self.metrics if f"{m}_low" in t.columns and t[f"{m}_low"].notna().any()]
+        pairs = self._paired_between_sizes() if "run_id" in t.columns and self.size == "ratio" else pd.DataFrame()
+        if not intervals and pairs.empty:
+            return
+        d.heading("Uncertainty: intervals and paired tests")
+        if intervals:
+            keys = [c for c in (self.size, "workers", "trial") if c in t.columns]
+            cells = t[keys + [c for m in intervals for c in (m, f"{m}_low", f"{m}_high")]].sort_values(keys)
+            d.text("Each cell's ROC AUC with DeLong's 95 % interval and its PR AUC with a stratified bootstrap interval, "
+                   "exact on its own test rows (docs/metrics.md). Intervals that overlap do not show two cells equal; "
+                   "the paired tests below compare cells on the same rows.")
+            d.table(cells, "Cells with their intervals")
+        if not pairs.empty:
+            d.text("DeLong's paired test between the ratios of each worker count and trial, on the same test rows "
+                   "(the cells' kept test scores); p-values Holm-adjusted within each worker count and trial.")
+            d.table(pairs, "Paired tests of ROC AUC between ratios")
+
+    def _paired_between_sizes(self) -> pd.DataFrame:
+        from .comparison import comparable, load_scores, paired_tests
+        from .stores.runs import RunStore
+
+        t = self.table
+        store = RunStore(self.runs_dir)
+        out = []
+        for (workers, trial), group in t.dropna(subset=["run_id"]).groupby(["workers", "trial"], sort=True):
+            records = [store.get(run_id) for run_id in group["run_id"]]
+            usable = [(size, r) for size, r in zip(group[self.size], records) if comparable(r)]
+            by_rows: dict[str, list] = {}
+            for size, record in usable:
+                by_rows.setdefault(record.data["test_rows_fingerprint"], []).append((size, record))
+            for members in by_rows.values():
+                if len({size for size, _ in members}) < 2:
+                    continue
+                scores = [load_scores(r) for _, r in members]
+                tests = paired_tests([str(size) for size, _ in members], scores[0]["label"].to_numpy(),
+                                     [s["score"].to_numpy() for s in scores])
+                for test in tests:
+                    out.append({"workers": workers, "trial": trial, f"{self.size} a": test["a"],
+                                f"{self.size} b": test["b"], "ΔROC AUC": test["delta"], "low": test["low"],
+                                "high": test["high"], "p": test["p_value"],
+                                "p (Holm)": test["p_holm"] if test["p_holm"] is not None else test["p_value"]})
+        return pd.DataFrame(out)
 
     def _figures(self):
         from matplotlib.figure import Figure

@@ -42,6 +42,9 @@ def class_counts(data: Dataset) -> np.ndarray:
 
 def _require_two_classes(data: Dataset, counts: np.ndarray) -> None:
     totals = counts.sum(axis=0)
+    if totals.sum() == 0 and data.info.get("rows_in_files"):  # the footers did not tell (no statistics)
+        raise DataError(f"target column {data.target!r} is null in every row ({data.info['rows_in_files']:,} rows)",
+                        "check the export query, or name the label column as target")
     if totals.min() == 0:
         only = "positive" if totals[0] == 0 else "negative"
         raise SamplingError(

@@ -28,7 +28,7 @@ __all__ = ["RunView", "Stat", "Confusion", "Fact", "Timing", "Table", "run_view"
 DASH = "–"
 TABLE_ROWS = 50  # rows of a model table a view keeps; the record has them all
 TEXT_ROWS = 10  # rows of a model table the CLI prints
-PLOTS = ("pr_png", "roc_png", "confusion_png", "importances_png")
+PLOTS = ("pr_png", "roc_png", "calibration_png", "confusion_png", "importances_png")
 PARTS = (("train", "train"), ("valid", "validation"), ("sampled", "train after RUS"), ("test", "test"))
 
 
@@ -103,6 +103,13 @@ class RunView:
     headline: tuple[Stat, ...]
     test_rows: str
     confusion: tuple[Confusion, ...]
+    roc_auc_interval: str | None  # "95% CI 0.9401–0.9528 (DeLong)"
+    pr_auc_interval: str | None
+    threshold: str | None  # how the threshold was set: "0.0731, F1 best on the validation set (F1 0.512 there)"
+    probabilities: str | None  # Brier and log loss, raw and after the RUS correction
+    calibration: Table | None  # the reliability diagram's bins
+    at_k: Table | None  # precision and recall at the review budgets
+    paired: Table | None  # DeLong's paired tests between the run's models
     # data
     rows: str | None  # the one-line summary of the row counts, or None when none were recorded
     train_rows: str | None  # "72,000 → 15,840"
@@ -149,6 +156,15 @@ def run_view(record: RunRecord) -> RunView:
         headline=_headline(m, d) if m.get("roc_auc") is not None else (),
         test_rows=integer(m.get("n", _get(d, "test", "rows"))),
         confusion=_confusions(m),
+        roc_auc_interval=_interval(m.get("roc_auc_ci"), m.get("level"), "DeLong"),
+        pr_auc_interval=_interval(m.get("pr_auc_ci"), m.get("level"), _pr_method(m)),
+        threshold=_threshold_line(m),
+        probabilities=_probabilities_line(m),
+        calibration=_calibration_table(m.get("calibration")),
+        at_k=table("precision and recall at the review budgets", [_at_k_row(a) for a in m["at_k"]])
+        if isinstance(m.get("at_k"), list) and m["at_k"] else None,
+        paired=table("DeLong's paired test between the models (same test rows)", [_paired_row(t) for t in d["paired"]])
+        if isinstance(d.get("paired"), list) and d["paired"] else None,
         rows=_rows_line(d),
         train_rows=None if train is None else f"{integer(train)} → {integer(sampled)}",
         class_ratio=(str(ratio.get("before", DASH)), str(ratio.get("after", DASH))) if isinstance(ratio, dict) else None,
@@ -206,11 +222,25 @@ def format_text(view: RunView, *, details: bool = True) -> str:
     for model_table in view.model_tables:
         lines.extend(_text_table(model_table, view.id))
     if view.roc_auc is not None:
-        line("ROC AUC", f"{number(view.roc_auc)}  (exact, on {view.test_rows} held-out test rows)")
-        line("PR AUC", f"{number(view.pr_auc)}  (average precision)")
+        line("ROC AUC", f"{number(view.roc_auc)}" + (f"  {view.roc_auc_interval}" if view.roc_auc_interval else "")
+             + f"  (exact, on {view.test_rows} held-out test rows)")
+        line("PR AUC", f"{number(view.pr_auc)}" + (f"  {view.pr_auc_interval}" if view.pr_auc_interval else "")
+             + "  (average precision)")
+    if view.threshold:
+        line("threshold", view.threshold)
     for c in view.confusion:
         label, where = ("corrected", "for RUS (Dal Pozzolo)") if c.corrected else ("confusion", f"at threshold {c.threshold}")
         line(label, f"{where}: tn {c.tn}  fp {c.fp}  fn {c.fn}  tp {c.tp}  (precision {c.precision}, recall {c.recall})")
+    if view.at_k:
+        line("at k", "; ".join(f"top {r[0]}: precision {r[2]}, recall {r[3]}" for r in view.at_k.rows))
+    if view.probabilities:
+        line("probabilities", view.probabilities)
+    if view.calibration:
+        line("calibration", "  ".join(f"{r[0]}→{r[1]}" for r in view.calibration.rows)
+             + "  (mean predicted → fraction positive, per bin)")
+    if view.paired:
+        for r in view.paired.rows:
+            line("paired", f"{r[0]}: ΔAUC {r[1]} ({r[2]}), p {r[3]}" + (f" (Holm {r[4]})" if r[4] != DASH else ""))
     if view.status != "running":
         line("recorded in", view.database + (f"  (model: {view.model_file})" if view.model_file else ""))
     if view.plots:
@@ -256,8 +286,10 @@ def _headline(m: dict, d: dict) -> tuple[Stat, ...]:
     n, positive = m.get("n", test.get("rows")), m.get("n_positive", test.get("positive"))
     threshold = _threshold(m.get("threshold"))
     return (
-        Stat("ROC AUC", number(m.get("roc_auc")), "exact, test set"),
-        Stat("PR AUC", number(m.get("pr_auc")), "average precision"),
+        Stat("ROC AUC", number(m.get("roc_auc")),
+             _interval(m.get("roc_auc_ci"), m.get("level"), "DeLong") or "exact, test set"),
+        Stat("PR AUC", number(m.get("pr_auc")), _interval(m.get("pr_auc_ci"), m.get("level"), _pr_method(m))
+             or "average precision"),
         Stat("test rows", integer(n), f"{integer(positive)} positive ({percent(positive, n)})"),
         Stat(f"precision @ {threshold}", number(m.get("precision"), 3)),
         Stat(f"recall @ {threshold}", number(m.get("recall"), 3)),
@@ -269,12 +301,91 @@ def _headline(m: dict, d: dict) -> tuple[Stat, ...]:
 def _confusions(m: dict) -> tuple[Confusion, ...]:
     threshold = _threshold(m.get("threshold"))
     found = []
+    # The corrected confusion is shown at a threshold the file gave only: at a chosen one it is the
+    # same matrix, and at an unchosen default it says nothing (a 0.5 cut of corrected probabilities
+    # of a rare class predicts no positive).
+    shown = (False, True) if m.get("threshold_rule", "number") == "number" else (False,)
     for corrected, c in ((False, m), (True, m.get("corrected"))):
+        if corrected not in shown:
+            continue
         if isinstance(c, dict) and "tp" in c:
             found.append(Confusion(corrected, threshold, integer(c["tn"]), integer(c["fp"]), integer(c["fn"]),
                                    integer(c["tp"]), number(c.get("precision"), 3), number(c.get("recall"), 3),
                                    number(c.get("f1"), 3), number(c.get("brier"))))
     return tuple(found)
+
+
+def _interval(ci: Any, level: Any, method: str) -> str | None:
+    if not (isinstance(ci, list) and len(ci) == 2 and all(_is_number(v) for v in ci)):
+        return None
+    return f"{level:.0%} CI {number(ci[0])}–{number(ci[1])} ({method})" if _is_number(level) else None
+
+
+def _pr_method(m: dict) -> str:
+    return "bootstrap" if m.get("pr_auc_ci_method") == "bootstrap" else "logit, Boyd et al."
+
+
+def _threshold_line(m: dict) -> str | None:
+    rule, choice = m.get("threshold_rule"), m.get("threshold_choice")
+    if rule is None:
+        return None
+    value = m.get("threshold")
+    cut = "none (no row predicted positive)" if value is None else number(value)
+    corrected = _get(m, "corrected", "threshold")
+    after = f"; {number(corrected)} after the RUS correction" if _is_number(corrected) else ""
+    if isinstance(choice, dict):
+        if choice.get("rule") == "cost":
+            costs = choice.get("costs") or {}
+            how = (f"least cost on the validation set (fp {value_text('fp', costs.get('fp'))}, "
+                   f"fn {value_text('fn', costs.get('fn'))}: {number(choice.get('value'))} per row there)")
+        else:
+            how = f"F1 best on the validation set (F1 {number(choice.get('value'), 3)} there)"
+        return f"{cut}, {how}{after}"
+    if rule == "default":
+        return f"{cut}, the default: no validation set to choose one on (split.validation_size)"
+    return f"{cut}, as the pipeline file gives it"
+
+
+def _probabilities_line(m: dict) -> str | None:
+    if not _is_number(m.get("log_loss")):
+        return None
+    raw = f"Brier {number(m.get('brier'))}, log loss {number(m.get('log_loss'))}"
+    corrected = m.get("corrected") if isinstance(m.get("corrected"), dict) else {}
+    if _is_number(corrected.get("log_loss")):
+        return (f"{raw} as trained; Brier {number(corrected.get('brier'))}, log loss "
+                f"{number(corrected.get('log_loss'))} after the RUS correction")
+    return raw
+
+
+def _calibration_table(c: Any) -> Table | None:
+    if not isinstance(c, dict) or not c.get("prob_pred"):
+        return None
+    title = "calibration" + (" after the RUS correction" if c.get("corrected") else "")
+    rows = [{"predicted": p, "observed": t, "rows": n}
+            for p, t, n in zip(c["prob_pred"], c["prob_true"], c.get("counts", []))]
+    return Table(title, ("predicted", "observed", "rows"),
+                 tuple((number(r["predicted"], 3), number(r["observed"], 3), integer(r["rows"])) for r in rows))
+
+
+def _at_k_row(a: dict) -> dict:
+    budget = a.get("budget")
+    shown = f"{budget:.2%} ({integer(a.get('k'))})" if isinstance(budget, float) else integer(a.get("k"))
+    return {"budget": shown, "threshold": a.get("threshold"), "precision": number(a.get("precision"), 3),
+            "recall": number(a.get("recall"), 3)}
+
+
+def _paired_row(t: dict) -> dict:
+    level = t.get("level")
+    return {"models": f"{t.get('a')} vs {t.get('b')}", "delta": f"{t.get('delta', 0):+.4f}",
+            "interval": (f"{level:.0%} CI {t.get('low'):+.4f} to {t.get('high'):+.4f}"
+                         if _is_number(level) and _is_number(t.get("low")) and _is_number(t.get("high")) else DASH),
+            "p": _p(t.get("p_value")), "p_holm": _p(t.get("p_holm"))}
+
+
+def _p(value: Any) -> str:
+    if not _is_number(value):
+        return DASH
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
 
 
 def _rows_line(d: dict) -> str | None:

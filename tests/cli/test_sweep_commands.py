@@ -115,14 +115,19 @@ def test_ratios_trials_and_seeds_make_the_cells(swept):
 
 def test_metrics_keeps_only_the_metrics_asked_for(swept):
     cells = SweepStore(swept.runs).cells("tiny")
-    assert [sorted(c["metrics"]) for c in cells] == [["recall", "roc_auc"]] * 6
+    # with ROC AUC, its interval: roc_auc_low and roc_auc_high
+    assert [sorted(c["metrics"]) for c in cells] == [["recall", "roc_auc", "roc_auc_high", "roc_auc_low"]] * 6
+    assert all(c["metrics"]["roc_auc_low"] < c["metrics"]["roc_auc"] < c["metrics"]["roc_auc_high"] for c in cells)
     assert all(0.5 < c["metrics"]["roc_auc"] <= 1 and 0 <= c["metrics"]["recall"] <= 1 for c in cells)
     table = SweepStore(swept.runs).table("tiny")
     assert "recall" in table.columns and "pr_auc" not in table.columns
     # each cell's line shows the metrics kept, not one it was told not to keep
     lines = [line for line in swept.tiny.stderr.splitlines() if re.search(r"cell workers=1 ratio=\S+ trial=\d: \d", line)]
     assert len(lines) == 6, swept.tiny.stderr
-    assert all(re.search(r" rows, ROC AUC 0\.\d{4}, recall \d\.\d{4} \|", line) for line in lines), lines
+    # ROC AUC with its interval; the first cell reads the split for the others, which reuse it
+    shown = r" rows, ROC AUC 0\.\d{4} \[0\.\d{4}, [01]\.\d{4}\], recall \d\.\d{4}; "
+    assert re.search(shown + r"split read once for group \w+ \(.+, kept\) \|", lines[0]), lines[0]
+    assert all(re.search(shown + r"split reused \(group \w+\) \|", line) for line in lines[1:]), lines
     assert "PR AUC" not in swept.tiny.stderr
 
 
@@ -132,6 +137,11 @@ def test_report_writes_the_report_when_the_sweep_ends(swept, work):
     assert "Sweep tiny" in (directory / "index.html").read_text()
     markdown = (directory / "report.md").read_text()
     assert "6 succeeded, 0 failed" in markdown and "Significance level 0.05." in markdown
+    # each cell's interval, and DeLong's paired test between the two ratios of each trial (same test rows)
+    assert "Cells with their intervals" in markdown and "Paired tests of ROC AUC between ratios" in markdown
+    paired = markdown[markdown.index("Paired tests of ROC AUC between ratios"):]
+    rows = [line for line in paired.splitlines() if re.match(r"\| 1 \| [012] \| 1:1 \| 1:4 \| ", line)]
+    assert len(rows) == 3, paired[:2000]
     figures = sorted((directory / "figures").glob("*.png"))
     assert figures and all(p.stat().st_size > 5_000 for p in figures)
     # without --report the command names the report command instead

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -26,6 +27,7 @@ from workbench.errors import WorkbenchWarning
 from workbench.pipeline import load_pipeline, run_pipeline
 from workbench.stores.runs import RunStore
 
+from ..cli.helpers import assert_one_line_error
 from .conftest import job_pids, squeue, wait_queue_empty, write_profile
 
 pytestmark = pytest.mark.usefixtures("slurm")
@@ -123,6 +125,25 @@ def test_a_refused_submission_is_slurms_own_words_in_one_line(tmp_path, export, 
     assert time.monotonic() - started < 60  # SLURM's refusal, not the wait timeout
     assert all(r.status != "succeeded" for r in RunStore(tmp_path / "R").list())
     assert wait_queue_empty(), squeue()
+
+
+def test_workers_that_never_come_end_the_wait_timeout_in_one_line(tmp_path, export):
+    """A job SLURM holds back (``--begin`` an hour from now) never brings its worker: after the profile's
+    wait_timeout the run ends in one line with SLURM's own view of the job, which is then cancelled, and no
+    run is recorded (the store is opened only once the cluster is up)."""
+    profile = write_profile(tmp_path, "held.yaml", wait_timeout="6s", job_name="wb-held",
+                            job_extra_directives=["--begin=now+1hour"])
+    path = pipeline(tmp_path, export)
+    started = time.monotonic()
+    proc = subprocess.run(["workbench", "run", str(path), "--cluster", str(profile), "--runs-dir", str(tmp_path / "R")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    line = assert_one_line_error(proc)
+    assert re.fullmatch(r"error: 0 of 1 workers connected after [67]s; the batch system says: \d+ PENDING \(BeginTime\); "
+                        r"read the worker job logs \(the profile's log_directory\), ask for fewer resources, "
+                        r"or raise wait_timeout", line), line
+    assert time.monotonic() - started < 60
+    assert wait_queue_empty(name="wb-held"), squeue("wb-held")
+    assert RunStore(tmp_path / "R").list() == []
 
 
 def test_a_worker_killed_mid_training_does_not_lose_the_run(tmp_path, export):

@@ -615,3 +615,70 @@ def test_a_constant_target_has_one_class(client, tmp_path: Path, value: bool) ->
         message = assert_one_line(info.value)
         assert "one class" in message and "20" in message
         assert ("positive" if value else "negative") in message
+
+
+# ---------------------------------------------------------------- infinities and an all-null target
+
+
+def float_table(x, y, start: int = 0) -> pa.Table:
+    n = len(x)
+    return pa.table({"id": pa.array(range(start, start + n)), "x": pa.array(x, pa.float64()),
+                     "y": pa.array(y, pa.float64()), "label": pa.array([i % 3 == 0 for i in range(n)])})
+
+
+@pytest.mark.parametrize("statistics", [True, False], ids=["footer-statistics", "no-statistics"])
+def test_infinities_are_refused_with_the_columns_and_counts(client, tmp_path: Path, statistics) -> None:
+    """With statistics the footers name the suspect column (x) and only it is counted; without, every
+    FLOAT64 column is counted on the workers. The line is the same."""
+    clean = [0.5, 1.5, 2.5, None]
+    write_shards(tmp_path, [float_table(clean, clean), float_table([np.inf, np.inf, -np.inf, 1.0], clean, start=4)],
+                 write_statistics=statistics)
+    with pytest.raises(DataError) as caught:
+        read_bigquery_export(tmp_path, "label")
+    assert str(caught.value) == (
+        "feature column(s) hold infinite values (x: 2 +inf, 1 -inf); read them as missing values (NaN) with "
+        "data.infinite: missing (Python: infinite='missing'), or remove them from the export")
+
+
+def test_infinite_missing_reads_infinities_as_nan(client, tmp_path: Path) -> None:
+    write_shards(tmp_path, [float_table([1.0, np.inf, -np.inf, None], [np.inf, 2.0, 3.0, 4.0])])
+    ds = read_bigquery_export(tmp_path, "label", infinite="missing")
+    got = collect(ds)
+    assert ds.info["infinite"] == "missing"
+    np.testing.assert_array_equal(got["x"].to_numpy(), [1.0, np.nan, np.nan, np.nan])
+    np.testing.assert_array_equal(got["y"].to_numpy(), [np.nan, 2.0, 3.0, 4.0])
+
+
+def test_finite_floats_are_read_without_a_counting_pass(client, tmp_path: Path, monkeypatch) -> None:
+    """Footer statistics that are finite everywhere rule every column out: no data is read to check."""
+    from workbench.data import bigquery
+
+    write_shards(tmp_path, [float_table([1.0, 2.0], [3.0, np.nan])])
+    counted = []
+    monkeypatch.setattr(bigquery, "_count_infinities", lambda df: counted.append(df) or df)
+    ds = read_bigquery_export(tmp_path, "label")
+    assert counted == [] and ds.features == ("id", "x", "y")
+
+
+def test_an_unknown_infinite_setting_is_refused(tmp_path: Path) -> None:
+    write_shards(tmp_path, [float_table([1.0], [2.0])])
+    with pytest.raises(DataError, match=r"^infinite='zero' is not one of error, missing; use 'error'"):
+        read_bigquery_export(tmp_path, "label", infinite="zero")
+
+
+@pytest.mark.parametrize("statistics", [True, False], ids=["footer-statistics", "no-statistics"])
+def test_a_target_null_in_every_row_is_one_line(client, tmp_path: Path, statistics) -> None:
+    table = float_table([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]).set_column(3, "label", pa.array([None] * 3, pa.bool_()))
+    write_shards(tmp_path, [table, table], write_statistics=statistics)
+    with pytest.raises(DataError, match=r"^target column 'label' is null in every row \(6 rows\); check the export query"):
+        data = read_bigquery_export(tmp_path, "label")
+        class_counts(data)  # without statistics the null count is known only from reading the label
+
+
+def test_a_target_null_in_every_row_of_shards_whose_label_has_no_statistics(client, tmp_path: Path) -> None:
+    """Statistics for the features only: the reader cannot tell from the footers, the sampler's count can."""
+    table = float_table([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]).set_column(3, "label", pa.array([None] * 3, pa.bool_()))
+    write_shards(tmp_path, [table, table], write_statistics=["id", "x", "y"])
+    data = read_bigquery_export(tmp_path, "label")
+    with pytest.raises(DataError, match=r"^target column 'label' is null in every row \(6 rows\); check the export query"):
+        split(data, 0.2)

@@ -78,6 +78,8 @@ def test_a_changed_or_added_shard_makes_the_cache_stale_and_it_is_rebuilt(client
 
     # another argument to the reader
     assert cache_status(cache, source, "is_miner", drop=[], partition_size="2MiB").startswith("drop changed")
+    assert (cache_status(cache, source, "is_miner", infinite="missing", **READ)
+            == "infinite changed ('error' -> 'missing')")  # a cache of before data.infinite holds the default
     # a shard rewritten with other rows (a re-export)
     shard = sorted(source.glob("*.parquet"))[1]
     shard.write_bytes(sorted(export.glob("*.parquet"))[3].read_bytes())

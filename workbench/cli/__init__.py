@@ -15,6 +15,7 @@ import typer
 from .. import progress
 from ..errors import WorkbenchError, WorkbenchWarning
 from . import (
+    compare,  # noqa: F401  (workbench compare)
     core,  # noqa: F401  (registers the commands)
     data,  # noqa: F401  (data cache, data inspect, data export-bigquery, bench-io)
 )
@@ -35,8 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     if not debug:
         warnings.showwarning = _show_warning
     # SIGTERM (scancel, kill) and SIGHUP (a closed terminal) unwind like Ctrl-C, so clusters close
-    # and their batch jobs are cancelled on the way out.
-    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # and their batch jobs are cancelled on the way out. Ctrl-C is caught too (unless the process was
+    # started with it ignored), to know that the command was interrupted: Typer returns 130 for it.
+    stops = [signal.SIGTERM, signal.SIGHUP]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        stops.append(signal.SIGINT)
+    _INTERRUPTS.clear()
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in stops}
     try:
         return _dispatch(argv, debug)
     finally:  # a caller of main() in its own process gets its handlers back
@@ -75,11 +81,20 @@ def _dispatch(argv: list[str], debug: bool) -> int:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         typer.echo(f"error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
         return 1
+    if _INTERRUPTS:  # Typer turned the KeyboardInterrupt into a plain return of 130
+        typer.echo("interrupted", err=True)
+        return 130
     return returned if isinstance(returned, int) else 0
 
 
+_INTERRUPTS: list[str] = []  # the signals that stopped this command
+
+
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    name = signal.Signals(signum).name
+    _INTERRUPTS.append(name)
+    # the run store records which signal stopped a run (stores/runs.py)
+    raise KeyboardInterrupt("SIGINT (Ctrl-C)" if signum == signal.SIGINT else name)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -50,25 +50,39 @@ def run(
 
 @app.command()
 def predict(
-    model: Annotated[str, typer.Argument(help="A recorded run's id (or prefix), or a model file (.json / .joblib).")],
+    model: Annotated[str, typer.Argument(help="A recorded run's id (or prefix), or a model file (.json / .skops).")],
     data: Annotated[str, typer.Argument(help="The export to score: a Parquet file, glob or directory (fsspec URLs too).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the Parquet files of scores.")] = Path("predictions"),
     target: Annotated[Optional[str], typer.Option(help="Label column, if the data has one (default: the run's).")] = None,
     drop: Annotated[Optional[list[str]], typer.Option(help="Columns not to read (default: the run's).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the files in a non-empty OUT.")] = False,
+    infinite: Annotated[Optional[str], typer.Option(
+        help="+inf/-inf in features: error, or missing (read as NaN). Default: the run's data.infinite, else error.")] = None,
+    trust: Annotated[bool, typer.Option(
+        "--trust", help="Load a pickle/joblib model file, which can run any code it holds: only files you trust.")] = False,
     runs_dir: RunsDirOption = None,
     cluster: ClusterOption = None,
     workers: WorkersOption = None,
+    connect: Annotated[
+        Optional[str],
+        typer.Option("--connect", help="A running cluster: a scheduler address or the connection file `workbench serve` wrote."),
+    ] = None,
 ):
     """Score an export with a trained model, out of core: one Parquet file of scores per partition."""
     from ..cluster import cluster as open_cluster
+    from ..data.bigquery import INFINITE
     from ..pipeline.predict import predict as predict_export
+    from ..pipeline.predict import resolve_model
 
+    if infinite is not None and infinite not in INFINITE:
+        raise ConfigError(f"--infinite {infinite} is not one of {', '.join(INFINITE)}",
+                          "give --infinite error or --infinite missing")
+    resolve_model(model, runs_dir, trust=trust)  # a failed run or an untrusted file: refused before a cluster starts
     say = _echo_progress()
-    with open_cluster(cluster, workers=workers) as client:
+    with (open_cluster(address=connect) if connect else open_cluster(cluster, workers=workers)) as client:
         say(f"scoring {data} with {model}")
         result = predict_export(model, data, out, target=target, drop=drop, runs_dir=runs_dir,
-                                overwrite=overwrite, client=client)
+                                overwrite=overwrite, infinite=infinite, trust=trust, client=client)
     source = f"run {result.run_id} ({result.model})" if result.run_id else result.model
     typer.echo(f"scored {result.rows:,} rows with {source}")
     typer.echo(f"  written to    {result.out}/  (columns: row, score" + (f", {result.target})" if result.metrics else ")"))
@@ -147,6 +161,28 @@ def runs_show(
         typer.echo(json.dumps(record.to_dict(), indent=2))
         return
     typer.echo(format_text(run_view(record)))
+
+
+@runs_app.command("export")
+def runs_export(
+    ctx: typer.Context,
+    run_ids: Annotated[Optional[list[str]], typer.Argument(
+        help="Run ids (or unique prefixes); none and no --sweep: every run, sweep cells under their sweep.",
+        show_default=False)] = None,
+    mlflow: Annotated[str, typer.Option("--mlflow", help="MLflow tracking URI: a database or http://host:port.")]
+        = "sqlite:///mlflow.db",
+    sweep: Annotated[Optional[str], typer.Option("--sweep", help="A sweep id: a parent run with its cells as children.")]
+        = None,
+    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment (default: the pipeline's name).")] = None,
+    runs_dir: RunsDirOption = None,
+):
+    """Export recorded runs to MLflow: parameters, metrics with their steps, tags, artifacts. Again: nothing twice."""
+    from ..stores.mlflow_export import export
+
+    exported = export(mlflow, run_ids=run_ids or (), sweep=sweep, runs_dir=runs_dir or (ctx.obj or {}).get("runs_dir"),
+                      experiment=experiment)
+    for run in exported:
+        typer.echo(run.describe())
 
 
 @cluster_app.command("show")

@@ -62,8 +62,8 @@ def data_cache(
     if compressor is not None and compressor not in COMPRESSORS:
         raise DataError(f"unknown cache compressor {compressor!r}", f"use one of {', '.join(COMPRESSORS)}")
     say = echo_progress()
-    kwargs = dict(drop=data.drop, positive=data.positive, partition_size=data.partition_size,
-                  storage_options=data.storage_options)
+    kwargs = dict(drop=data.drop, positive=data.positive, infinite=data.infinite,
+                  partition_size=data.partition_size, storage_options=data.storage_options)
     missing = export_missing(data)
     reason = "--rebuild" if rebuild else "no export yet" if missing else cache_status(target, data.path, data.target, **kwargs)
     if reason is None:

@@ -63,6 +63,7 @@ def sweep(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run the cells recorded as failed again.")] = False,
     connect: Annotated[Optional[str], typer.Option("--connect", help="A running cluster (address or connection file); it must be scalable.")] = None,
     report: Annotated[bool, typer.Option("--report", help="Write the report when the sweep ends.")] = False,
+    no_reuse: Annotated[bool, typer.Option("--no-reuse", help="Every cell reads and splits its data itself (reuse: false): the full pipeline time of each cell.")] = False,
     runs_dir: RunsDirOption = None,
 ):
     """Run a sweep: every cell of workers × ratios × trials (or any axis), recorded as it ends; resumable."""
@@ -90,6 +91,8 @@ def sweep(
         overrides["seeds"] = values[0] if len(values) == 1 else values
     if metrics:
         overrides["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]
+    if no_reuse:
+        overrides["reuse"] = False
     say = _echo_progress()  # on the command's clock, like the bars' lines
     if connect:
         from ..cluster import cluster as open_cluster

@@ -34,6 +34,7 @@ __all__ = [
     "JobqueueProfile",
     "load_profile",
     "make_cluster",
+    "close_cluster",
     "cluster",
     "connect",
     "describe",
@@ -98,8 +99,10 @@ def make_cluster(profile=None, *, workers: int | None = None):
     kwargs = profile.cluster_kwargs(workers)
     # Set before each worker process starts (the Nanny's `env` arrives too late for OpenMP).
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", default={}), **kwargs.pop("env", {})}
+    # Its worker processes leave Ctrl-C to this process, which closes them (cluster/_worker_signals.py).
+    preload = [*dask.config.get("distributed.worker.preload", default=[]), "workbench.cluster._worker_signals"]
     try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ, "distributed.worker.preload": preload}):
             return LocalCluster(**kwargs)
     except (OSError, ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: "Cluster failed to start"
         cause = exc.__cause__ or exc
@@ -126,8 +129,23 @@ def _start_jobs(profile: JobqueueProfile, workers: int | None):
             replace_lost_workers(running, jobs * processes)
         return running
     except BaseException:
-        running.close()
+        close_cluster(running)
         raise
+
+
+def close_cluster(running) -> None:
+    """Close a cluster this process started, even when a worker left it just before.
+
+    A worker lost shortly before the close (killed, or restarted by its nanny) can reach the
+    cluster's worker-status watcher as a removal of a worker it never saw added, and
+    ``SpecCluster.close`` then raises ``KeyError`` with that worker's address after it has closed
+    everything (dask/distributed#5407): that error is the watcher's, not the close's.
+    """
+    try:
+        running.close()
+    except KeyError as exc:
+        if not str(exc).strip("'\"").startswith(("tcp://", "tls://", "inproc://", "ucx://")):
+            raise
 
 
 def nodes_needed(profile: Profile, workers: int | None = None) -> int | None:
@@ -234,7 +252,7 @@ def cluster(profile=None, *, workers: int | None = None, address: str | os.PathL
         with Client(running) as client:
             yield client
     finally:
-        running.close()
+        close_cluster(running)
 
 
 def connect(address: str | os.PathLike, timeout: str = "10s"):

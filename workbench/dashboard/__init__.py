@@ -237,7 +237,7 @@ def _runs_page(store: RunStore, status: str | None, limit: int) -> tuple[str, st
 
 def _run_page(record: RunRecord) -> tuple[str, str]:
     from ..view import run_view
-    from .charts import history_chart, pr_chart, roc_chart
+    from .charts import calibration_chart, history_chart, pr_chart, roc_chart
 
     m = record.metrics
     charts = []
@@ -246,6 +246,8 @@ def _run_page(record: RunRecord) -> tuple[str, str]:
         charts.append((Markup(roc_chart(m)), "ROC curve, exact on the test set"))
     if curves.get("pr"):
         charts.append((Markup(pr_chart(m)), "precision-recall curve, exact on the test set"))
+    if (m.get("calibration") or {}).get("prob_pred"):
+        charts.append((Markup(calibration_chart(m)), "calibration (reliability diagram) on the test set"))
     if any(values for metrics in record.history.values() for values in metrics.values()):
         sets = " and ".join(f"the {name} set" for name in record.history)
         charts.append((Markup(history_chart(record.history, record.data.get("best_iteration"))),

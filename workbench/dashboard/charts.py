@@ -8,7 +8,7 @@ import threading
 
 from ..stores.runs import RunRecord
 
-__all__ = ["roc_chart", "pr_chart", "history_chart", "comparison_chart"]
+__all__ = ["roc_chart", "pr_chart", "calibration_chart", "history_chart", "comparison_chart"]
 
 ROC_COLOR = "#2563eb"
 PR_COLOR = "#d9480f"
@@ -82,6 +82,22 @@ def pr_chart(m: dict) -> str:
     ax.set_xlabel("recall", fontsize=9)
     ax.set_ylabel("precision", fontsize=9)
     ax.legend(loc="upper right", fontsize=8, frameon=False)
+    return _svg(fig)
+
+
+def calibration_chart(m: dict) -> str:
+    """The reliability diagram: mean predicted probability against the fraction of positives, per bin."""
+    c = m["calibration"]
+    fig = _new_figure(3.6, 3.6)
+    ax = fig.add_subplot()
+    _style(ax)
+    ax.plot([0, 1], [0, 1], color="#adb5bd", linestyle="--", linewidth=1, label="perfectly calibrated")
+    label = "corrected for RUS" if c.get("corrected") else "as trained"
+    ax.plot(c["prob_pred"], c["prob_true"], "o-", color=ROC_COLOR, linewidth=1.6, markersize=4, label=label)
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
+    ax.set_xlabel(f"mean predicted probability ({c.get('bins')} bins)", fontsize=9)
+    ax.set_ylabel("fraction of positives", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
     return _svg(fig)
 
 

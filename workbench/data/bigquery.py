@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 
+import dask
 import dask.config
 import dask.dataframe as dd
 import numpy as np
@@ -28,6 +29,7 @@ from .parquet import (
     common_schema,
     expand_paths,
     feature_dtype,
+    infinite_suspects,
     null_counts,
     plan_columns,
     plan_partitions,
@@ -35,7 +37,11 @@ from .parquet import (
     read_row_groups,
 )
 
-__all__ = ["read_bigquery_export"]
+__all__ = ["INFINITE", "read_bigquery_export"]
+
+#: What the reader does with +inf and -inf in FLOAT64 columns: refuse them in one line that names
+#: the columns and counts, or read them as missing values (NaN).
+INFINITE = ("error", "missing")
 
 
 def read_bigquery_export(
@@ -45,6 +51,7 @@ def read_bigquery_export(
     drop: list[str] | tuple[str, ...] = (),
     positive=None,
     keep_nested: bool = False,
+    infinite: str = "error",
     partition_size: str | int | None = None,
     storage_options: dict | None = None,
 ) -> Dataset:
@@ -64,12 +71,20 @@ def read_bigquery_export(
         The label value of the positive class. Default: ``True`` / ``1`` / ``"true"``, ``"yes"``…
     keep_nested
         Keep REPEATED and STRUCT columns in the frame (never as features) instead of dropping them.
+    infinite
+        ``"error"`` (default): a FLOAT64 feature holding +inf or -inf is refused with a
+        :class:`~workbench.errors.DataError` naming the columns and counts (the footers' statistics
+        rule most columns out; the others are counted on the workers). ``"missing"``: infinities
+        are read as missing values (NaN), as nulls are.
     partition_size
         Target uncompressed size of one partition; whole row groups of one shard are combined.
         Default: the Dask config value ``workbench.read.partition_size``.
     storage_options
         Passed to fsspec (credentials, endpoint URLs).
     """
+    if infinite not in INFINITE:
+        raise DataError(f"infinite={infinite!r} is not one of {', '.join(INFINITE)}",
+                        "use 'error' (refuse +inf and -inf) or 'missing' (read them as NaN)")
     fs, files = expand_paths(path, storage_options)
     footers = read_footers(fs, files)
     drop = list(drop)
@@ -87,6 +102,8 @@ def read_bigquery_export(
         raise DataError(f"target column {target!r} is also listed in drop", "remove it from drop")
 
     nulls, total_rows = null_counts(footers, schema.names)
+    if target is not None and nulls.get(target) == total_rows:
+        raise _null_target(target, total_rows)
     columns, excluded, unknown_nulls = plan_columns(schema, target, drop, keep_nested, nulls, total_rows)
     nested = [name for name, why in excluded.items() if why.startswith("REPEATED/STRUCT")]
     if nested:
@@ -108,21 +125,25 @@ def read_bigquery_export(
     partition_size = partition_size or dask.config.get("workbench.read.partition_size")
     parts, keys = plan_partitions(files, footers, [c.name for c in columns] + ([target] if target else []),
                                    parse_bytes(partition_size))
-    reader = _PartitionReader(fs, tuple(columns), target, positive, target_kind)
+    reader = _PartitionReader(fs, tuple(columns), target, positive, target_kind, infinite)
     frame = dd.from_map(reader, parts, meta=reader.meta(), label="read-bigquery-export", enforce_metadata=False)
     if unknown_nulls:
         # Shards written without statistics: one pass over just those columns, on the workers,
         # decides which are all null and which integer columns can stay int64.
         non_null = frame[[*unknown_nulls, *([target] if target else [])]].count().compute()
         rows = int(non_null[target]) if target else total_rows
+        if target and rows == 0:
+            raise _null_target(target, total_rows)
         excluded.update({name: "all values null" for name in unknown_nulls if non_null[name] == 0})
         columns = [
             Column(c.name, c.kind, feature_dtype(c.kind, rows - int(non_null[c.name]))) if c.name in unknown_nulls else c
             for c in columns
             if c.name not in excluded
         ]
-        reader = _PartitionReader(fs, tuple(columns), target, positive, target_kind)
+        reader = _PartitionReader(fs, tuple(columns), target, positive, target_kind, infinite)
         frame = dd.from_map(reader, parts, meta=reader.meta(), label="read-bigquery-export", enforce_metadata=False)
+    if infinite == "error":
+        _refuse_infinities(frame, infinite_suspects(footers, [c.name for c in columns if c.kind == "float"]))
     features = tuple(c.name for c in columns if c.kind != "nested")
     info = {
         "source": [str(p) for p in (path if isinstance(path, list) else [path])],
@@ -132,8 +153,44 @@ def read_bigquery_export(
         "excluded": excluded,
         "conversions": {c.name: f"{c.kind} -> {c.dtype}" for c in columns if c.kind not in {"int", "float"}},
         "target_kind": target_kind,
+        "infinite": infinite,
     }
     return Dataset(frame=frame, target=target, features=features, partition_keys=tuple(keys), info=info)
+
+
+def _null_target(target: str, rows: int) -> DataError:
+    return DataError(f"target column {target!r} is null in every row ({rows:,} rows)",
+                     "check the export query, or name the label column as target")
+
+
+def _refuse_infinities(frame: dd.DataFrame, suspects: list[str]) -> None:
+    """Count +inf and -inf in the ``suspects`` columns on the workers (one pass over those columns
+    only); any found is a one-line DataError naming the columns and counts."""
+    if not suspects:
+        return
+    meta = pd.DataFrame({name: pd.Series([], dtype="int64") for name in suspects})
+    # one small table per partition, gathered as is (see labels.label_counts)
+    parts = frame[suspects].map_partitions(_count_infinities, meta=meta).to_delayed()
+    counts = pd.concat(dask.compute(*parts)).groupby(level=0).sum()
+    found = [(name, int(counts.at["+inf", name]), int(counts.at["-inf", name]))
+             for name in suspects if counts[name].any()]
+    if not found:
+        return
+    shown = "; ".join(
+        f"{name}: " + ", ".join(f"{n:,} {sign}" for n, sign in ((pos, "+inf"), (neg, "-inf")) if n)
+        for name, pos, neg in found[:8]
+    ) + (f"; and {len(found) - 8} more column(s)" if len(found) > 8 else "")
+    raise DataError(
+        f"feature column(s) hold infinite values ({shown})",
+        "read them as missing values (NaN) with data.infinite: missing (Python: infinite='missing'), "
+        "or remove them from the export",
+    )
+
+
+def _count_infinities(df: pd.DataFrame) -> pd.DataFrame:
+    values = df.to_numpy(dtype="float64", na_value=np.nan)
+    return pd.DataFrame([(values == np.inf).sum(axis=0), (values == -np.inf).sum(axis=0)],
+                        index=["+inf", "-inf"], columns=df.columns, dtype="int64")
 
 
 def _names(names, limit: int = 12) -> str:
@@ -145,12 +202,14 @@ def _names(names, limit: int = 12) -> str:
 class _PartitionReader:
     """Reads some row groups of one shard and normalises them (runs on the workers)."""
 
-    def __init__(self, fs, columns: tuple[Column, ...], target: str, positive, target_kind: str):
+    def __init__(self, fs, columns: tuple[Column, ...], target: str, positive, target_kind: str,
+                 infinite: str = "error"):
         self.fs = fs
         self.columns = columns
         self.target = target
         self.positive = positive
         self.target_kind = target_kind
+        self.infinite = infinite
 
     def meta(self) -> pd.DataFrame:
         data = {c.name: pd.Series([], dtype=c.dtype) for c in self.columns}
@@ -174,6 +233,8 @@ class _PartitionReader:
             index = index[keep.to_numpy(zero_copy_only=False)]
             label = table.column(self.target)
         out = {c.name: _to_pandas(table.column(c.name), c) for c in wanted}
+        if self.infinite == "missing":
+            out.update({c.name: _infinite_as_nan(out[c.name]) for c in wanted if c.kind == "float"})
         if label is not None:
             out[self.target] = labels_to_01(label, self.target_kind, self.positive)
         frame = pd.DataFrame(out, index=index, copy=False)  # each column its own block: no consolidating copy
@@ -203,6 +264,16 @@ def _to_pandas(col: pa.ChunkedArray, c: Column):
     if c.dtype == "float64":
         return pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
     return pc.cast(col, pa.from_numpy_dtype(np.dtype(c.dtype))).to_numpy(zero_copy_only=False)
+
+
+def _infinite_as_nan(values: np.ndarray) -> np.ndarray:
+    """``values`` with +inf and -inf as NaN (a copy only when there are any)."""
+    infinite = np.isinf(values)
+    if not infinite.any():
+        return values
+    values = values.copy()
+    values[infinite] = np.nan
+    return values
 
 
 def _decimal_to_float64(col: pa.ChunkedArray) -> np.ndarray:

@@ -39,7 +39,7 @@ import zarr
 from dask.utils import format_bytes, format_time, parse_bytes
 from zarr.codecs import BloscCodec, ZstdCodec
 
-from ..errors import DataError, WorkbenchWarning
+from ..errors import DataError, WorkbenchWarning, free_space, is_disk_full
 from ..progress import task as progress_task
 from .bigquery import read_bigquery_export
 from .dataset import Dataset
@@ -80,6 +80,7 @@ def build_cache(
     *,
     drop: list[str] | tuple[str, ...] = (),
     positive=None,
+    infinite: str = "error",
     partition_size: str | int | None = None,
     storage_options: dict | None = None,
     compressor: str | None = None,
@@ -101,11 +102,11 @@ def build_cache(
     if compressor is not None and compressor not in COMPRESSORS:
         raise DataError(f"unknown cache compressor {compressor!r}", f"use one of {', '.join(COMPRESSORS)}")
     partition_size = partition_size or dask.config.get("workbench.read.partition_size")
-    normalisation = _normalisation(target, drop, positive, partition_size)
+    normalisation = _normalisation(target, drop, positive, partition_size, infinite)
     started = time.perf_counter()
     sources = _fingerprint(path, storage_options)
     data = read_bigquery_export(
-        path, target, drop=list(drop), positive=positive, partition_size=partition_size,
+        path, target, drop=list(drop), positive=positive, infinite=infinite, partition_size=partition_size,
         storage_options=storage_options,
     )
     say(f"cache: reading {len(sources)} shard(s), {data.npartitions} partition(s) into {final}")
@@ -179,10 +180,19 @@ def write_store(
         group = zarr.open_group(str(temporary), mode="r+")
         group.attrs[ATTRIBUTE] = layout
         _replace(temporary, final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(temporary, ignore_errors=True)
+        if is_disk_full(exc):
+            raise _disk_full(final) from None
         raise
     return [int(n) for n in lengths]
+
+
+def _disk_full(final: Path) -> DataError:
+    kept = "; the cache there is unchanged" if _attrs(final) is not None else ""
+    return DataError(f"no space left in {final.parent} for the cache {final.name} ({free_space(final.parent)} free"
+                     f" after removing the partial build){kept}",
+                     "free space there, or build the cache on a larger disk (--to DIR, or data.cache)")
 
 
 def read_cache(cache: str | os.PathLike, *, columns: list[str] | None = None) -> Dataset:
@@ -219,6 +229,7 @@ def cache_status(
     *,
     drop=(),
     positive=None,
+    infinite: str = "error",
     partition_size: str | int | None = None,
     storage_options: dict | None = None,
 ) -> str | None:
@@ -236,11 +247,12 @@ def cache_status(
     if attrs.get("format") != CACHE_FORMAT:
         return f"the cache has format {attrs.get('format')}, this workbench writes {CACHE_FORMAT}"
     partition_size = partition_size or dask.config.get("workbench.read.partition_size")
-    wanted = _normalisation(target, drop, positive, partition_size)
-    changed = [k for k in wanted if wanted[k] != attrs["normalisation"].get(k)]
+    wanted = {**_NORMALISATION_DEFAULTS, **_normalisation(target, drop, positive, partition_size, infinite)}
+    recorded = {**_NORMALISATION_DEFAULTS, **attrs["normalisation"]}
+    changed = [k for k in wanted if wanted[k] != recorded.get(k)]
     if changed:
         k = changed[0]
-        return f"{k} changed ({attrs['normalisation'].get(k)!r} -> {wanted[k]!r})"
+        return f"{k} changed ({recorded.get(k)!r} -> {wanted[k]!r})"
     then = {s["path"]: s for s in attrs["sources"]}
     added, removed = sorted(set(now) - set(then)), sorted(set(then) - set(now))
     if added or removed:
@@ -261,6 +273,7 @@ def cache_export(
     *,
     drop=(),
     positive=None,
+    infinite: str = "error",
     partition_size: str | int | None = None,
     storage_options: dict | None = None,
     compressor: str | None = None,
@@ -273,7 +286,8 @@ def cache_export(
     With ``rebuild=True`` the cache is rebuilt even if it is up to date.
     """
     say = progress or (lambda message: None)
-    kwargs = dict(drop=drop, positive=positive, partition_size=partition_size, storage_options=storage_options)
+    kwargs = dict(drop=drop, positive=positive, infinite=infinite, partition_size=partition_size,
+                  storage_options=storage_options)
     reason = "rebuild requested" if rebuild else cache_status(cache, path, target, **kwargs)
     if reason is not None:
         say(f"cache: building ({reason})")
@@ -304,7 +318,7 @@ def load_dataset(data_spec, client=None, progress: Callable[[str], None] | None 
                             "set data.keep_nested: false or remove data.cache")
         return cache_export(
             data_spec.path, data_spec.cache, data_spec.target, drop=data_spec.drop, positive=data_spec.positive,
-            partition_size=partition_size, storage_options=data_spec.storage_options, client=client,
+            infinite=getattr(data_spec, "infinite", "error"), partition_size=partition_size, storage_options=data_spec.storage_options, client=client,
             progress=progress,
         )
     if is_cache(data_spec.path):
@@ -316,7 +330,8 @@ def load_dataset(data_spec, client=None, progress: Callable[[str], None] | None 
                              progress=progress)
     return read_bigquery_export(
         data_spec.path, data_spec.target, drop=data_spec.drop, positive=data_spec.positive,
-        keep_nested=data_spec.keep_nested, partition_size=partition_size,
+        keep_nested=data_spec.keep_nested, infinite=getattr(data_spec, "infinite", "error"),
+        partition_size=partition_size,
         storage_options=data_spec.storage_options,
     )
 
@@ -334,7 +349,8 @@ def refresh_cache(cache: str | os.PathLike, *, storage_options: dict | None = No
     if not sources or not norm:  # written by bench-io or by hand: nothing to check against
         return read_cache(cache)
     source = sources if len(sources) > 1 else sources[0]
-    kwargs = dict(drop=norm["drop"], positive=norm["positive"], partition_size=norm["partition_size"],
+    kwargs = dict(drop=norm["drop"], positive=norm["positive"], infinite=norm.get("infinite", "error"),
+                  partition_size=norm["partition_size"],
                   storage_options=storage_options)
     try:
         reason = cache_status(cache, source, norm["target"], **kwargs)
@@ -387,12 +403,18 @@ def _write_partition(frame: pd.DataFrame, directory: str, features, target: str,
     if not length:
         return 0
     stop = start + length
-    group = zarr.open_group(directory, mode="r+")
-    for dtype, array in group["features"].arrays():
-        names = array.attrs["names"]
-        array[:, start:stop] = np.ascontiguousarray(frame[names].to_numpy(dtype=dtype).T)
-    group["target"][start:stop] = frame[target].to_numpy(dtype="int8")
-    group["row"][start:stop] = frame.index.to_numpy(dtype="int64")
+    try:
+        group = zarr.open_group(directory, mode="r+")
+        for dtype, array in group["features"].arrays():
+            names = array.attrs["names"]
+            array[:, start:stop] = np.ascontiguousarray(frame[names].to_numpy(dtype=dtype).T)
+        group["target"][start:stop] = frame[target].to_numpy(dtype="int8")
+        group["row"][start:stop] = frame.index.to_numpy(dtype="int64")
+    except OSError as exc:  # raised here as a workbench error: the client reports it, the worker logs nothing
+        if is_disk_full(exc):
+            raise DataError(f"no space left in {os.path.dirname(directory)} while writing the cache",
+                            "free space there, or build the cache on a larger disk") from None
+        raise
     return length
 
 
@@ -488,13 +510,19 @@ def _attrs(path: Path) -> dict | None:
 # ---------------------------------------------------------------- provenance
 
 
-def _normalisation(target, drop, positive, partition_size) -> dict:
-    return {
+#: Reader arguments recorded only when they differ from these (caches written before them hold the default).
+_NORMALISATION_DEFAULTS = {"infinite": "error"}
+
+
+def _normalisation(target, drop, positive, partition_size, infinite="error") -> dict:
+    recorded = {
         "target": target,
         "drop": sorted(drop),
         "positive": positive,
         "partition_size": int(parse_bytes(partition_size)) if isinstance(partition_size, str) else int(partition_size),
+        "infinite": infinite,
     }
+    return {k: v for k, v in recorded.items() if _NORMALISATION_DEFAULTS.get(k, object()) != v}
 
 
 def _fingerprint(path, storage_options) -> list[dict]:

@@ -12,12 +12,14 @@ agree on which files an export is, what its schema is and how it is cut into par
   errors for unreadable shards and object-storage refusals;
 - :func:`common_schema`: the schema every shard shares (compatible numeric types unified);
 - :func:`arrow_kind`, :func:`null_counts`: what a column is and how many nulls the footers know of;
+- :func:`infinite_suspects`: the float columns whose footers show (or cannot rule out) infinities;
 - :func:`plan_columns`, :func:`plan_partitions`: which columns become features (and their dtype),
   and which runs of whole row groups make one partition.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +42,7 @@ __all__ = [
     "common_schema",
     "expand_paths",
     "feature_dtype",
+    "infinite_suspects",
     "is_local",
     "null_counts",
     "open_file",
@@ -263,6 +266,30 @@ def null_counts(footers: list[pq.FileMetaData], names: list[str]) -> tuple[dict[
                 break
         counts[name] = n
     return counts, total
+
+
+def infinite_suspects(footers: list[pq.FileMetaData], names: list[str]) -> list[str]:
+    """The columns of ``names`` that may hold +inf or -inf: a row group's min/max statistics are
+    infinite, or missing for a row group that is not all null. Parquet writers keep infinities in
+    the statistics of float columns (only NaN is left out), so the footers rule out most columns."""
+    suspects = []
+    for name in names:
+        for footer in footers:
+            index = _leaf_index(footer, name)
+            if index is None or any(_may_be_infinite(footer.row_group(rg), index) for rg in range(footer.num_row_groups)):
+                suspects.append(name)
+                break
+    return suspects
+
+
+def _may_be_infinite(row_group, index: int) -> bool:
+    stats = row_group.column(index).statistics
+    if stats is None or not stats.has_min_max:
+        return stats is None or not stats.has_null_count or stats.null_count < row_group.num_rows
+    try:
+        return math.isinf(float(stats.min)) or math.isinf(float(stats.max))
+    except (TypeError, ValueError):  # statistics of a type that is not a number
+        return True
 
 
 def _leaf_index(footer: pq.FileMetaData, name: str) -> int | None:

@@ -11,9 +11,11 @@ they fit in the run record.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 
 import dask
 import dask.dataframe as dd
@@ -28,11 +30,14 @@ from sklearn.metrics import (
 )
 
 from ..data.dataset import Dataset
+from . import intervals
+from .evaluation import Evaluation, choose, fingerprint, holm, paired_delong, report
 from .scoring import PROBABILITY, score, score_scale
 
 __all__ = [
     "Metrics", "evaluate", "evaluate_model", "evaluate_models", "score", "score_scale", "score_table",
     "metrics_from_table", "curves_from_table", "correct_probabilities", "correct_scores",
+    "Evaluation", "RunEvaluation", "evaluate_run",
 ]
 
 MAX_CURVE_POINTS = 200
@@ -59,6 +64,17 @@ class Metrics:
     corrected: dict | None = field(default=None)
     curves: dict | None = field(default=None)
     scale: str = PROBABILITY  # of the scores: "probability", or "decision" (a decision function)
+    # With an Evaluation (a pipeline run's metrics section; docs/metrics.md):
+    threshold_rule: str = "number"  # "number" (given), "default" (0.5: nothing to choose on), "f1" or "cost"
+    threshold_choice: dict | None = field(default=None)  # where and how the threshold was chosen
+    level: float | None = None  # of the intervals
+    roc_auc_ci: list | None = field(default=None)  # DeLong, logit-transformed
+    roc_auc_se: float | None = None
+    pr_auc_ci: list | None = field(default=None)
+    pr_auc_ci_method: str | None = None
+    log_loss: float | None = None
+    calibration: dict | None = field(default=None)  # reliability diagram, corrected for RUS if it applied
+    at_k: list | None = field(default=None)  # precision and recall at the review budgets
 
     @property
     def confusion(self) -> np.ndarray:
@@ -187,16 +203,17 @@ def _simplify(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:
 
 
 def metrics_from_table(table: pd.DataFrame, threshold: float = 0.5, *, curves: bool = True,
-                       scale: str = PROBABILITY) -> Metrics:
+                       scale: str = PROBABILITY, cut: float | None = None) -> Metrics:
     """ROC AUC, PR AUC (average precision), the confusion matrix at ``threshold`` and, with
     ``curves``, the ROC and PR curves (see :func:`curves_from_table`), exactly.
 
     ``threshold`` is a probability. Decision-function scores (``scale="decision"``) are cut at
-    ``logit(threshold)`` and their Brier score is that of ``expit(score)``: the same as passing
+    ``logit(threshold)`` (``cut`` gives the cut on the scores' own scale instead) and their Brier score is that of ``expit(score)``: the same as passing
     them through the logistic function first, without the ties that rounding near 0 and 1 makes.
     """
     scores, labels, weights = _weighted(table)
-    cut = threshold if scale == PROBABILITY else logit(threshold)
+    if cut is None:
+        cut = threshold if scale == PROBABILITY else logit(threshold)
     probabilities = scores if scale == PROBABILITY else expit(scores)
     predicted = scores >= cut
     tp = int(weights[predicted & (labels == 1)].sum())
@@ -254,45 +271,130 @@ def evaluate(
     score: str = "score",
     undersampling: dict | None = None,
     scale: str = PROBABILITY,
+    settings: Evaluation | None = None,
+    valid_table: pd.DataFrame | None = None,
+    table: pd.DataFrame | None = None,
 ) -> Metrics:
     """Exact metrics of a Dask DataFrame of ``label`` (0/1) and ``score`` columns.
 
     With ``undersampling`` (the note :func:`workbench.undersample` leaves in ``Dataset.info``), the
-    scores corrected for the sampling are evaluated too, under ``Metrics.corrected``, at the same
-    threshold. Ranking metrics and the ROC and PR curves do not change under the correction (it is
-    strictly increasing); the confusion matrix and the Brier score do.
+    scores corrected for the sampling are evaluated too, under ``Metrics.corrected``. Ranking
+    metrics and the ROC and PR curves do not change under the correction (it is strictly
+    increasing); the Brier score, the log loss and the calibration do. A confusion matrix at the
+    same given ``threshold`` is then evaluated for the corrected probabilities too.
+
+    With ``settings`` (:class:`Evaluation`), the intervals, log loss, calibration and precision and
+    recall at the review budgets are added, and the threshold may be chosen on ``valid_table`` (the
+    validation set's score table): the test confusion matrix is then at that threshold.
+    ``table``: the test score table, if already reduced.
     """
-    table = score_table(scored, label=label, score=score)
-    metrics = metrics_from_table(table, threshold, scale=scale)
-    if not undersampling:
-        return metrics
-    corrected = table.assign(score=correct_scores(table["score"], undersampling, scale))
-    again = metrics_from_table(corrected, threshold, curves=False, scale=scale)
-    extra = {k: getattr(again, k) for k in ("tn", "fp", "fn", "tp", "precision", "recall", "f1", "brier")}
-    return Metrics(**{**metrics.to_dict(), "corrected": extra})
+    table = score_table(scored, label=label, score=score) if table is None else table
+    rule = settings.rule(valid_table is not None) if settings is not None else threshold
+    correction = (partial(correct_scores, undersampling=undersampling, scale=PROBABILITY)
+                  if undersampling and scale == PROBABILITY else
+                  (lambda s: expit(correct_scores(s, undersampling, scale))) if undersampling else None)
+    choice = None
+    if isinstance(rule, str):
+        if valid_table is None:
+            raise ValueError(f"threshold {rule!r} is chosen on a validation set, and there is none")
+        chosen = choose(valid_table, rule, settings.costs)
+        cut = chosen.threshold
+        threshold = cut if scale == PROBABILITY or not math.isfinite(cut) else float(expit(cut))
+        metrics = metrics_from_table(table, threshold, scale=scale, cut=cut)
+        choice = {"rule": rule, "on": "validation", "value": chosen.value,
+                  "valid": {"tn": chosen.tn, "fp": chosen.fp, "fn": chosen.fn, "tp": chosen.tp},
+                  **({"costs": {"fp": settings.costs[0], "fn": settings.costs[1]}} if rule == "cost" else {})}
+    else:
+        threshold = float(rule)
+        metrics = metrics_from_table(table, threshold, scale=scale)
+    extra: dict = {}
+    if settings is not None:
+        extra = report(table, settings, scale=scale, correction=correction)
+        given = "number" if settings.threshold != "auto" else "default"  # "default": auto with no validation set
+        extra.update(threshold_rule=rule if isinstance(rule, str) else given, threshold_choice=choice)
+    if undersampling:
+        corrected = table.assign(score=correct_scores(table["score"], undersampling, scale))
+        if choice is None:  # the given threshold, read on the corrected probabilities
+            again = metrics_from_table(corrected, threshold, curves=False, scale=scale)
+            extra["corrected"] = {k: getattr(again, k) for k in ("tn", "fp", "fn", "tp", "precision", "recall", "f1",
+                                                                  "brier")}
+        else:  # the chosen cut, on the corrected scale: the same rows either side, so the same counts
+            corrected_cut = float(correct_scores(np.array([cut]), undersampling, scale)[0]) if math.isfinite(cut) \
+                else cut
+            extra["corrected"] = {"brier": intervals.brier(corrected, None if scale == PROBABILITY else expit),
+                                  "threshold": corrected_cut if scale == PROBABILITY or not math.isfinite(corrected_cut)
+                                  else float(expit(corrected_cut))}
+        if settings is not None:
+            extra["corrected"]["log_loss"] = intervals.log_loss(corrected, None if scale == PROBABILITY else expit)
+    return replace(metrics, **extra) if extra else metrics
 
 
 def evaluate_models(models: dict, data: Dataset, threshold: float = 0.5, *, undersampling: dict | None = None,
-                    client=None, on_phase: Callable[[str, float], None] | None = None) -> dict[str, Metrics]:
+                    client=None, on_phase: Callable[[str, float], None] | None = None,
+                    settings: Evaluation | None = None, valid: Dataset | None = None) -> dict[str, Metrics]:
     """Every model of ``models`` (name -> model) scored on ``data`` in one pass, then evaluated exactly,
     each on its own score scale, at ``threshold`` and, with ``undersampling``, corrected for it.
 
+    With ``settings`` and ``valid``, the threshold may be chosen on ``valid`` (:func:`evaluate`).
     ``on_phase(phase, seconds)`` hears how long the ``predict`` pass and the ``metrics`` took.
     """
+    return evaluate_run(models, data, threshold, undersampling=undersampling, client=client, on_phase=on_phase,
+                        settings=settings, valid=valid).metrics
+
+
+@dataclass
+class RunEvaluation:
+    """What :func:`evaluate_run` found: each model's metrics, DeLong's paired tests between the
+    models (on the same test rows), the test rows' fingerprint, and the scored test set, persisted
+    on the workers (``label`` and one column per model)."""
+
+    metrics: dict[str, Metrics]
+    paired: list[dict]
+    fingerprint: str
+    scored: dd.DataFrame
+
+
+def evaluate_run(models: dict, data: Dataset, threshold: float = 0.5, *, undersampling: dict | None = None,
+                 client=None, on_phase: Callable[[str, float], None] | None = None,
+                 settings: Evaluation | None = None, valid: Dataset | None = None,
+                 paired: bool = False) -> RunEvaluation:
+    """:func:`evaluate_models`, and with ``paired`` DeLong's test between every two models."""
     from distributed import get_client, wait
 
     client = client or get_client()
     started = time.perf_counter()
     scored = client.persist(score(models, data, client=client))
-    wait(scored)
+    choosing = settings is not None and valid is not None and isinstance(settings.rule(True), str)
+    valid_scored = client.persist(score(models, valid, client=client)) if choosing else None
+    wait([scored] + ([valid_scored] if valid_scored is not None else []))
     if on_phase:
         on_phase("predict", time.perf_counter() - started)
     started = time.perf_counter()
-    metrics = {name: evaluate(scored, threshold, score=name, undersampling=undersampling, scale=score_scale(model))
-               for name, model in models.items()}
+    tables = {name: score_table(scored, score=name) for name in models}
+    metrics = {
+        name: evaluate(scored, threshold, score=name, undersampling=undersampling, scale=score_scale(model),
+                       settings=settings, table=tables[name],
+                       valid_table=score_table(valid_scored, score=name) if valid_scored is not None else None)
+        for name, model in models.items()
+    }
+    tests = []
+    if paired:
+        names = list(models)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                try:
+                    test = paired_delong(scored, a, b, tables[a], tables[b],
+                                         level=settings.level if settings else 0.95)
+                except ValueError:  # a class with fewer than 2 rows, or different rows scored
+                    continue
+                tests.append({"a": a, "b": b, **test._asdict()})
+        adjusted = holm([t["p_value"] for t in tests])
+        for t, p in zip(tests, adjusted):
+            t["p_holm"] = p
+    rows = fingerprint(scored, list(data.partition_keys)) if data.partition_keys is not None else ""
     if on_phase:
         on_phase("metrics", time.perf_counter() - started)
-    return metrics
+    return RunEvaluation(metrics, tests, rows, scored)
 
 
 def evaluate_model(model, data: Dataset, threshold: float = 0.5, *, undersampling: dict | None = None,

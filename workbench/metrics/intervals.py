@@ -32,7 +32,7 @@ from scipy.stats import norm
 __all__ = [
     "AUCInterval", "PairedAUC", "PRInterval", "Calibration", "AtK", "Threshold",
     "delong", "delong_paired", "joint_table", "pr_auc", "brier", "log_loss",
-    "calibration_curve", "at_k", "choose_threshold",
+    "calibration_curve", "at_k", "choose_threshold", "distinct_counts", "structural_components",
 ]
 
 
@@ -91,7 +91,7 @@ class Threshold(NamedTuple):
 # --- tables ---------------------------------------------------------------------------------
 
 
-def _counts(table: pd.DataFrame, column: str = "score") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def distinct_counts(table: pd.DataFrame, column: str = "score") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct scores with rows, in increasing order, with their negative and positive counts
     (float64: exact up to 2**53 rows)."""
     scores, inverse = np.unique(table[column].to_numpy(), return_inverse=True)
@@ -132,7 +132,7 @@ def joint_table(frame: pd.DataFrame, score_a: str, score_b: str, label: str = "l
 # --- ROC AUC: DeLong ------------------------------------------------------------------------
 
 
-def _components(neg: np.ndarray, pos: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def structural_components(neg: np.ndarray, pos: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """AUC and DeLong's structural components per distinct score (increasing order).
 
     V10 (of a positive at this score): the fraction of negatives below it, ties counting 1/2;
@@ -179,8 +179,8 @@ def delong(table: pd.DataFrame, level: float = 0.95, transform: str = "logit") -
         (DeLong et al. 1988). The components are constant within a distinct score, so both are
         weighted sums over the table.
     """
-    _, neg, pos = _counts(table)
-    auc, v10, v01 = _components(neg, pos)
+    _, neg, pos = distinct_counts(table)
+    auc, v10, v01 = structural_components(neg, pos)
     n0, n1 = neg.sum(), pos.sum()
     variance = float(np.dot(pos, (v10 - auc) ** 2) / ((n1 - 1) * n1)
                      + np.dot(neg, (v01 - auc) ** 2) / ((n0 - 1) * n0))
@@ -224,8 +224,8 @@ def delong_paired(joint: pd.DataFrame, level: float = 0.95) -> PairedAUC:
     joint = joint[joint["neg"] + joint["pos"] > 0]
     weights = {}
     for name in ("score_a", "score_b"):
-        scores, neg, pos = _counts(joint, name)
-        auc, v10, v01 = _components(neg, pos)
+        scores, neg, pos = distinct_counts(joint, name)
+        auc, v10, v01 = structural_components(neg, pos)
         where = np.searchsorted(scores, joint[name].to_numpy())
         weights[name] = auc, v10[where] - auc, v01[where] - auc
     (auc_a, d10_a, d01_a), (auc_b, d10_b, d01_b) = weights["score_a"], weights["score_b"]
@@ -291,7 +291,7 @@ def pr_auc(table: pd.DataFrame, level: float = 0.95, method: str = "logit", *, n
         is the same distribution as resampling rows, in O(positive scores) per replicate.
         Seeded by ``seed``.
     """
-    _, neg, pos = _counts(table)
+    _, neg, pos = distinct_counts(table)
     neg, pos = neg[::-1], pos[::-1]
     n0, n1 = neg.sum(), pos.sum()
     if n1 == 0:
@@ -321,7 +321,7 @@ def pr_auc(table: pd.DataFrame, level: float = 0.95, method: str = "logit", *, n
 
 
 def _probabilities(table: pd.DataFrame, correction: Callable | None):
-    scores, neg, pos = _counts(table)
+    scores, neg, pos = distinct_counts(table)
     p = np.asarray(correction(scores) if correction is not None else scores)
     if p.size and (p.min() < 0 or p.max() > 1):
         raise ValueError("probabilities outside [0, 1]: pass a correction (e.g. scipy.special.expit)"
@@ -422,7 +422,7 @@ def at_k(table: pd.DataFrame, ks: Sequence[int | float]) -> list[AtK]:
     tied rows are ordered at random, so precision@k and recall@k are the expected values too.
     ``threshold`` is the score of the group at the cut. Recall is NaN without positives.
     """
-    scores, neg, pos = _counts(table)
+    scores, neg, pos = distinct_counts(table)
     scores, neg, pos = scores[::-1], neg[::-1], pos[::-1]
     rows = neg + pos
     taken, hits = np.cumsum(rows), np.cumsum(pos)
@@ -471,7 +471,7 @@ def choose_threshold(table: pd.DataFrame, rule: str | tuple = "f1") -> Threshold
         confusion counts there. Apply it to the test table with
         ``metrics_from_table(test, threshold)`` (probability scale: same ``>=`` rule).
     """
-    scores, neg, pos = _counts(table)
+    scores, neg, pos = distinct_counts(table)
     scores, neg, pos = scores[::-1], neg[::-1], pos[::-1]
     n0, n1 = neg.sum(), pos.sum()
     tp, fp = np.cumsum(pos), np.cumsum(neg)

@@ -24,11 +24,12 @@ from ..data.cache import load_dataset
 from ..data.dataset import Dataset
 from ..data.ensure import ensure_export
 from ..errors import WorkbenchError
-from ..metrics import Metrics, evaluate_models
+from ..metrics import Evaluation, Metrics, evaluate_models, evaluate_run
 from ..sampling import split, split_by, undersample
 from ..stores.runs import RunRecord, RunStore, versions
 from ..train.registry import MODEL_TYPES, FitContext, Fitted
 from .spec import PipelineSpec, load_pipeline
+from .tracking import check_tracked, exported_when_done
 
 __all__ = ["PipelineResult", "PipelineSpec", "Trained", "load_pipeline", "run_pipeline", "runs_directory", "versions"]
 
@@ -44,6 +45,8 @@ class Trained:
     history: dict
     data: dict
     result: object = None  # the trainer's own result object
+    scored: object = None  # the test set's labels and every model's scores, persisted on the workers
+    primary_column: str | None = None  # the column of ``scored`` that holds ``model``'s scores
 
 
 @dataclass
@@ -77,24 +80,30 @@ def run_pipeline(
     runs_dir: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
     on_run: Callable[[object], None] | None = None,
+    shared=None,
 ) -> PipelineResult:
     """Run a pipeline file (or spec) end to end and record it in the run store.
 
     ``cluster`` overrides the profile the file names; with ``client`` the run uses that cluster.
     ``on_run`` is called with the :class:`~workbench.stores.runs.Run` handle as soon as the run is
     recorded as running (a sweep uses it to know the run id even if the run then fails).
+    ``shared`` (a :class:`~workbench.pipeline.shared.SharedSplit`) lets runs with the same data,
+    split settings and workers share one persisted split: the run reuses it, or builds and keeps it
+    for the runs after it, or takes the cold path and records why (``data.split_reuse``).
     """
     if not isinstance(spec, PipelineSpec):
         spec = load_pipeline(spec)
     say = progress or (lambda message: None)
     profile = cluster or spec.cluster
     describe(profile, workers=workers)  # validates the profile before anything starts
+    store = RunStore(runs_directory(spec, runs_dir))
+    len(store)  # reads the store, if there is one: a corrupt runs.sqlite is refused before a cluster starts
+    check_tracked(spec)  # tracking: MLflow installed and its URI accepted, before a cluster starts
     context = nullcontext(client) if client is not None else open_cluster(profile, workers=workers)
     started = time.perf_counter()
-    with context as client:
+    with context as client, exported_when_done(spec, store, say) as track:
         info = cluster_summary(client)
         say(f"cluster: {info['workers']} worker(s), {info['threads']} thread(s), dashboard {info['dashboard']}")
-        store = RunStore(runs_directory(spec, runs_dir))
         seeds = {"split": spec.split.seed, "sampling": spec.sampling.seed, "model": spec.model.seed}
         with store.start(
             spec.name,
@@ -103,9 +112,10 @@ def run_pipeline(
             versions=versions(),
             cluster={"profile": str(profile), **{k: v for k, v in info.items() if k != "dashboard"}},
         ) as run:
+            track(run)
             if on_run is not None:
                 on_run(run)
-            result = _run(spec, client, run, say)
+            result = _run(spec, client, run, say, shared)
             record = run.succeed(result.trained.metrics.to_dict())
     say(f"done in {format_time(time.perf_counter() - started)}")
     return PipelineResult(record=record, trained=result.trained, train=result.train, test=result.test)
@@ -114,50 +124,32 @@ def run_pipeline(
 PHASES = ("read", "split", "rus", "train and evaluate", "artifacts")
 
 
-def _run(spec: PipelineSpec, client, run, say) -> PipelineResult:
+def _run(spec: PipelineSpec, client, run, say, shared=None) -> PipelineResult:
     with progress.task(f"run {spec.name}", total=len(PHASES)) as step:
-        return _run_phases(spec, client, run, say, step)
+        return _run_phases(spec, client, run, say, step, shared)
 
 
-def _run_phases(spec: PipelineSpec, client, run, say, step) -> PipelineResult:
+def _run_phases(spec: PipelineSpec, client, run, say, step, shared=None) -> PipelineResult:
     timings = {}
 
     def timed(phase: str, seconds: float) -> None:
         timings[phase] = seconds
         run.log_timing(phase, seconds)
 
-    data_spec = spec.data
-    ensure_export(data_spec, client, say)  # data.synth / data.example: written once if missing
-
-    t = time.perf_counter()
-    data = load_dataset(data_spec, client, progress=say)  # Parquet, or the Zarr cache data.cache names
-    persisted = _should_persist(data, data_spec.persist, client)
-    if persisted:
-        data = data.persist(client)
-    timed("read", time.perf_counter() - t)
-    excluded = data.info["excluded"]
-    say(
-        f"read: {data.info['files']} shard(s), {data.info['rows_in_files']:,} rows, {len(data.features)} features, "
-        f"{data.npartitions} partitions{' (persisted in worker memory)' if persisted else ''}"
-        + (f"; not features: {', '.join(excluded)}" if excluded else "")
-    )
-    step.advance()
-
-    t = time.perf_counter()
-    if spec.split.by:
-        train, test = split_by(data, spec.split.by, spec.split.test_from)
+    use = shared.use(spec, client) if shared is not None else None  # a split shared by a sweep's cells
+    if use is not None and use.reused:
+        data, train, valid, test, persisted = use.source, use.train, use.valid, use.test, True
+        timed("read", 0.0)  # done once for the group, by the run that built the split (data.split_reuse)
+        timed("split", 0.0)
+        say(f"read, split: reused the split of group {use.group}, persisted on the workers "
+            f"(read and split once in {format_time(shared.read_seconds + shared.split_seconds)})")
+        step.advance()
+        step.advance()
     else:
-        train, test = split(data, spec.split.test_size, seed=spec.split.seed)
-    valid = None
-    if spec.split.validation_size:
-        train, valid = split(train, spec.split.validation_size, seed=spec.split.seed)
-    timed("split", time.perf_counter() - t)
-    say(
-        f"split: train {train.n_rows:,} ({train.n_positive:,} positive), "
-        + (f"valid {valid.n_rows:,}, " if valid is not None else "")
-        + f"test {test.n_rows:,} ({test.n_positive:,} positive)"
-    )
-    step.advance()
+        data, train, valid, test, persisted = _read_and_split(spec, client, timed, say, step, use)
+    if use is not None:
+        run.log_data(**use.record())
+    excluded = data.info["excluded"]
 
     t = time.perf_counter()
     sampled = undersample(train, spec.sampling.ratio, seed=spec.sampling.seed)
@@ -185,16 +177,74 @@ def _run_phases(spec: PipelineSpec, client, run, say, step) -> PipelineResult:
     run.log_history(trained.history)
     run.log_data(model_type=trained.kind, **trained.data)
     _save_model(run, trained)
+    _save_scores(run, spec, trained, say)
     _save_inspection(run, spec, trained, sampled.features, say)
     step.advance()
     return PipelineResult(record=None, trained=trained, train=sampled, test=test)
+
+
+def _read_and_split(spec: PipelineSpec, client, timed, say, step, use):
+    """Read the data and split it: ``(data, train, valid, test, persisted)``. With ``use`` (a
+    shared split this run may build), the three sets are persisted and kept for the runs after it."""
+    data_spec = spec.data
+    ensure_export(data_spec, client, say)  # data.synth / data.example: written once if missing
+
+    t = time.perf_counter()
+    data = load_dataset(data_spec, client, progress=say)  # Parquet, or the Zarr cache data.cache names
+    keep = use is not None and use.admit(data, client)  # kept: the split's sets are persisted, not the data
+    persisted = not keep and _should_persist(data, data_spec.persist, client)
+    if persisted:
+        data = data.persist(client)
+    read_seconds = time.perf_counter() - t
+    timed("read", read_seconds)
+    excluded = data.info["excluded"]
+    say(
+        f"read: {data.info['files']} shard(s), {data.info['rows_in_files']:,} rows, {len(data.features)} features, "
+        f"{data.npartitions} partitions{' (persisted in worker memory)' if persisted else ''}"
+        + (f"; not features: {', '.join(excluded)}" if excluded else "")
+    )
+    step.advance()
+
+    t = time.perf_counter()
+    if spec.split.by:
+        train, test = split_by(data, spec.split.by, spec.split.test_from)
+    else:
+        train, test = split(data, spec.split.test_size, seed=spec.split.seed)
+    valid = None
+    if spec.split.validation_size:
+        train, valid = split(train, spec.split.validation_size, seed=spec.split.seed)
+    if keep:
+        train, valid, test = use.keep(data, train, valid, test, client)
+        persisted = True  # the three sets, on the workers
+    split_seconds = time.perf_counter() - t
+    timed("split", split_seconds)
+    if keep:
+        use.timed(read_seconds, split_seconds)
+    say(
+        f"split: train {train.n_rows:,} ({train.n_positive:,} positive), "
+        + (f"valid {valid.n_rows:,}, " if valid is not None else "")
+        + f"test {test.n_rows:,} ({test.n_positive:,} positive)"
+        + (f"; persisted on the workers for the runs of group {use.group}" if keep and use.role == "built" else "")
+    )
+    step.advance()
+    return data, train, valid, test, persisted
+
+
+def evaluation_settings(spec: PipelineSpec) -> Evaluation:
+    """The pipeline file's ``metrics`` section as the metrics' own settings."""
+    m = spec.metrics
+    return Evaluation(threshold=m.threshold, costs=(m.costs.fp, m.costs.fn) if m.costs else None,
+                      at_k=tuple(m.at_k), level=m.level, pr_interval=m.pr_interval, n_boot=m.bootstrap, seed=m.seed,
+                      calibration_bins=m.calibration_bins)
 
 
 def _train_and_evaluate(spec: PipelineSpec, sampled: Dataset, valid: Dataset | None, test: Dataset, client, timed,
                         say) -> Trained:
     """Fit ``spec.model`` through its registry entry, then score every model it returns on ``test``."""
     kind = spec.model.type
-    threshold = spec.metrics.threshold
+    settings = evaluation_settings(spec)
+    rule = settings.rule(valid is not None)
+    threshold = rule if not isinstance(rule, str) else 0.5  # learning curves: a fixed cut
     undersampling = sampled.info.get("undersample") if spec.sampling.correct_probabilities else None
     monitor = _Monitor(test, threshold, undersampling, client)
     fitted: Fitted = MODEL_TYPES.get_entry(kind).fit(spec.model, FitContext(
@@ -204,11 +254,11 @@ def _train_and_evaluate(spec: PipelineSpec, sampled: Dataset, valid: Dataset | N
     if not models or any(model is None for model in models.values()):
         raise WorkbenchError(f"model type {kind!r} returned no fitted model",
                              "its fit function must return Fitted(model) (see docs/pipeline.md#adding-a-model-type)")
-    known = {name: monitor.seen[id(model)] for name, model in models.items() if id(model) in monitor.seen}
-    todo = {name: model for name, model in models.items() if name not in known}
-    compared = {**known, **(evaluate_models(todo, test, threshold, undersampling=undersampling, client=client,
-                                            on_phase=timed) if todo else {})}
-    compared = {name: compared[name] for name in models}
+    # Every model scored once more, on the test set and (to choose the threshold) the validation set:
+    # the learning curve's last evaluation has no intervals, calibration or chosen threshold.
+    evaluation = evaluate_run(models, test, threshold, undersampling=undersampling, client=client, on_phase=timed,
+                              settings=settings, valid=valid, paired=len(models) > 1)
+    compared = {name: evaluation.metrics[name] for name in models}
     primary = fitted.primary or kind
     if fitted.model is None:  # several models, none preferred: the best by PR AUC represents the run
         primary = max(compared, key=lambda n: (compared[n].pr_auc, compared[n].roc_auc))
@@ -217,22 +267,22 @@ def _train_and_evaluate(spec: PipelineSpec, sampled: Dataset, valid: Dataset | N
     if "models" in data:
         data["models"] = {name: {"roc_auc": m.roc_auc, "pr_auc": m.pr_auc, **data["models"].get(name, {})}
                           for name, m in compared.items()}
-    return Trained(kind, model, compared[primary], compared, fitted.history, data, fitted.result)
+    data["test_rows_fingerprint"] = evaluation.fingerprint
+    if evaluation.paired:
+        data["paired"] = evaluation.paired
+    return Trained(kind, model, compared[primary], compared, fitted.history, data, fitted.result,
+                   scored=evaluation.scored, primary_column=primary if primary in models else next(iter(models)))
 
 
 class _Monitor:
-    """Evaluates a model on the test set for a learning curve, remembering the last one it saw so
-    that the pipeline's own evaluation of the final model does not score it again."""
+    """Evaluates a model on the test set for a learning curve (AUCs and the confusion at a fixed cut)."""
 
     def __init__(self, test: Dataset, threshold: float, undersampling, client):
         self.test, self.threshold, self.undersampling, self.client = test, threshold, undersampling, client
-        self.seen: dict[int, Metrics] = {}
 
     def __call__(self, model) -> Metrics:
-        metrics = evaluate_models({"model": model}, self.test, self.threshold, undersampling=self.undersampling,
-                                  client=self.client)["model"]
-        self.seen = {id(model): metrics}  # the last model only: earlier ones may be garbage, their ids reused
-        return metrics
+        return evaluate_models({"model": model}, self.test, self.threshold, undersampling=self.undersampling,
+                               client=self.client)["model"]
 
 
 def _save_model(run, trained: Trained) -> None:
@@ -240,14 +290,34 @@ def _save_model(run, trained: Trained) -> None:
 
     from .artifacts import save_model
 
-    filename = "model.json" if isinstance(trained.model, xgb.Booster) else "model.joblib"
+    # XGBoost's own JSON, or skops: neither runs code when `workbench predict` loads it (docs/security.md)
+    filename = "model.json" if isinstance(trained.model, xgb.Booster) else "model.skops"
     run.save_artifact("model", filename, lambda path: save_model(trained.model, path))
+
+
+def _save_scores(run, spec: PipelineSpec, trained: Trained, say) -> None:
+    """The test set's labels and the model's scores, row by row, written by the workers beside the
+    run (``test_scores/``, Parquet): what ``workbench compare`` and a sweep's paired tests read."""
+    scored, trained.scored = trained.scored, None  # the workers' copy is let go once written
+    keep = spec.metrics.save_scores
+    if keep == "auto":
+        keep = trained.metrics.n <= int(dask.config.get("workbench.metrics.save_scores_max_rows"))
+    if not keep or scored is None:
+        return
+    column = scored[["label", trained.primary_column]].rename(columns={trained.primary_column: "score"})
+
+    def write(path) -> None:
+        column.to_parquet(path, write_index=False, name_function=lambda i: f"part-{i:06d}.parquet")
+
+    run.save_artifact("test_scores", "test_scores", write)
+    run.log_data(test_scores=True)
 
 
 def _save_inspection(run, spec: PipelineSpec, trained: Trained, features, say) -> None:
     """Feature importances (CSV and PNG), ROC, PR and confusion-matrix PNGs beside the run."""
     from .artifacts import (
         feature_importances,
+        plot_calibration,
         plot_confusion,
         plot_importances,
         plot_pr,
@@ -280,6 +350,8 @@ def _save_inspection(run, spec: PipelineSpec, trained: Trained, features, say) -
         run.save_artifact("roc_png", "roc.png", lambda path: plot_roc(compared, path))
         run.save_artifact("pr_png", "pr.png", lambda path: plot_pr(compared, path))
         run.save_artifact("confusion_png", "confusion.png", lambda path: plot_confusion(trained.metrics, path))
+        if trained.metrics.calibration:
+            run.save_artifact("calibration_png", "calibration.png", lambda path: plot_calibration(trained.metrics, path))
 
 
 def _ratio(data: Dataset) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from ..config import (
     DataSpec,
@@ -20,10 +20,17 @@ from ..config import (
 )
 from ..train.registry import MODEL_TYPES
 
-__all__ = ["PipelineSpec", "load_pipeline", "MODEL_SECTION"]
+__all__ = ["PipelineSpec", "TrackingSpec", "load_pipeline", "MODEL_SECTION"]
 
 DEFAULT_MODEL_TYPE = "xgboost"
 MODEL_SECTION = Dispatch(MODEL_TYPES, lambda entry: entry.spec, key="type", default=DEFAULT_MODEL_TYPE)
+
+
+class TrackingSpec(StrictModel):
+    """Where the run is exported when it ends (docs/mlflow.md)."""
+
+    mlflow: Annotated[str, Field(min_length=1)]  # an MLflow tracking URI: sqlite:///mlflow.db, http://host:port
+    experiment: Annotated[str, Field(min_length=1)] | None = None  # default: the pipeline's name
 
 
 class PipelineSpec(StrictModel):
@@ -37,6 +44,16 @@ class PipelineSpec(StrictModel):
     model: Annotated[Any, MODEL_SECTION] = Field(default_factory=lambda: MODEL_TYPES[DEFAULT_MODEL_TYPE].spec())
     metrics: MetricsSpec = MetricsSpec()
     runs_dir: str | None = None
+    tracking: TrackingSpec | None = None  # the run exported to MLflow when it ends (pipeline/tracking.py)
+
+    @field_validator("metrics")
+    @classmethod
+    def _threshold_needs_a_validation_set(cls, metrics: MetricsSpec, info: ValidationInfo) -> MetricsSpec:
+        split = info.data.get("split")
+        if metrics.threshold in ("f1", "cost") and split is not None and not split.validation_size:
+            raise ValueError(f"threshold {metrics.threshold} is chosen on the validation set, and split makes none: "
+                             "set split.validation_size (e.g. 0.1), or give the threshold as a number")
+        return metrics
 
 
 def load_pipeline(path: str | os.PathLike) -> PipelineSpec:

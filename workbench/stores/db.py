@@ -4,7 +4,8 @@
 schema newer than this workbench's, reads through a read-only connection and writes in a
 ``BEGIN IMMEDIATE`` transaction. Every operation opens its own connection (WAL journal, busy
 timeout), so threads and processes can record side by side. :func:`encode` and :func:`decode` turn
-the JSON columns into text and back.
+the JSON columns into text and back. A file that is not a database (garbage, cut short) and a full
+disk are one-line :class:`~workbench.errors.WorkbenchError` s naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import WorkbenchError
+from ..errors import WorkbenchError, free_space
 
 __all__ = ["Database", "DATABASE_NAME", "SCHEMA_VERSION", "connect", "transaction", "encode", "decode",
-           "check_version"]
+           "check_version", "store_error"]
 
 DATABASE_NAME = "runs.sqlite"
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -107,6 +108,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # The hostnames of the nodes a cell's workers ran on (the nodes axis; issue 12).
     ("ALTER TABLE sweep_cells ADD COLUMN hosts TEXT NOT NULL DEFAULT '[]'",),
+    # The process that records a run (pid, host, start time): a run it left `running` when it was
+    # killed is found and marked abandoned by the next command (issue 15; stores/runs.py).
+    ("ALTER TABLE runs ADD COLUMN process TEXT NOT NULL DEFAULT '{}'",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -142,6 +146,30 @@ def check_version(version: int, shown: str | PurePath) -> None:
         )
 
 
+def store_error(exc: sqlite3.Error, shown: str | PurePath) -> WorkbenchError | None:
+    """The one line for a database error the user can act on (a corrupt file, a full disk), else None."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+        return WorkbenchError(f"{shown} is not a readable run store ({exc})",
+                              f"move it aside (e.g. mv {shown} {shown}.broken) to start a new store there, "
+                              "or give another --runs-dir")
+    if name == "SQLITE_FULL":
+        return WorkbenchError(f"the disk holding {shown} is full ({free_space(Path(shown).parent)} free)",
+                              "free space there, or record runs elsewhere with --runs-dir")
+    return None
+
+
+@contextmanager
+def _known_errors(shown: str | PurePath) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        known = store_error(exc, shown)
+        if known is None:
+            raise
+        raise known from None
+
+
 class Database:
     """``runs.sqlite`` in ``directory``; ``shown`` is how error messages name it."""
 
@@ -160,11 +188,12 @@ class Database:
             return []
         conn = connect(f"file:{quote(str(self.path))}?mode=ro", uri=True)
         try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                return []
-            check_version(version, self.shown)
-            return conn.execute(sql, params).fetchall()
+            with _known_errors(self.shown):
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version == 0:
+                    return []
+                check_version(version, self.shown)
+                return conn.execute(sql, params).fetchall()
         finally:
             conn.close()
 
@@ -173,10 +202,11 @@ class Database:
         """A connection inside one write transaction (the file and schema are created first if needed)."""
         self.ensure_schema()
         conn = connect(str(self.path))
-        conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            with transaction(conn):
-                yield conn
+            with _known_errors(self.shown):
+                conn.execute("PRAGMA synchronous = NORMAL")
+                with transaction(conn):
+                    yield conn
         finally:
             conn.close()
 
@@ -188,13 +218,14 @@ class Database:
             self.directory.mkdir(parents=True, exist_ok=True)
             conn = connect(str(self.path))
             try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                with transaction(conn):
-                    version = conn.execute("PRAGMA user_version").fetchone()[0]
-                    check_version(version, self.shown)
-                    for statement in (s for step in MIGRATIONS[version:] for s in step):
-                        conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                with _known_errors(self.shown):
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    with transaction(conn):
+                        version = conn.execute("PRAGMA user_version").fetchone()[0]
+                        check_version(version, self.shown)
+                        for statement in (s for step in MIGRATIONS[version:] for s in step):
+                            conn.execute(statement)
+                        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             finally:
                 conn.close()
             self._ready = True

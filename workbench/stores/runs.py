@@ -3,6 +3,12 @@ directory that also holds one directory of artifacts per run. A run is inserted 
 :meth:`RunStore.start`; its :class:`Run` handle writes timings, data counts, history and artifacts
 through as they happen and ends it as ``succeeded`` or ``failed``. The database itself (schema,
 connections, transactions, JSON columns) is :mod:`workbench.stores.db`, shared with the sweep store.
+
+A failed run keeps no artifacts (no model file of a run that did not finish). A run stopped by
+Ctrl-C or SIGTERM fails with an error that starts with ``interrupted``. A run records the process
+that runs it (pid, host, start time); one left ``running`` by a process that was killed (SIGKILL, a
+crash) is marked failed, its error starting with ``abandoned``, by the next command on the same host
+that reads or writes the store (:meth:`RunStore.abandon_dead`).
 """
 
 from __future__ import annotations
@@ -12,16 +18,17 @@ import os
 import platform
 import secrets
 import shutil
+import socket
 import sqlite3
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
 
-from ..errors import WorkbenchError
+from ..errors import WorkbenchError, free_space, is_disk_full
 from .db import DATABASE_NAME, SCHEMA_VERSION, Database, decode, encode
 
 __all__ = ["RunStore", "Run", "RunRecord", "DEFAULT_DIR", "DATABASE_NAME", "SCHEMA_VERSION", "STATUSES",
@@ -31,10 +38,10 @@ DEFAULT_DIR = "runs"
 STATUSES = ("running", "succeeded", "failed")
 
 _JSON_FIELDS = (
-    "spec", "seeds", "versions", "cluster", "timings", "metrics", "data", "history", "artifacts",
+    "spec", "seeds", "versions", "cluster", "timings", "metrics", "data", "history", "artifacts", "process",
 )
-_COLUMNS = ("id", "name", "status", "created_at", "finished_at", *_JSON_FIELDS, "error")
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM runs"
+# every column, so that a store written by an older workbench (no `process` column yet) still reads
+_SELECT = "SELECT * FROM runs"
 
 _PACKAGES = ("workbench", "dask", "distributed", "dask-ml", "xgboost-cpu", "xgboost", "scikit-learn",
              "pandas", "pyarrow", "numpy")
@@ -71,6 +78,7 @@ class RunRecord:
     error: str | None
     artifacts: dict
     path: str
+    process: dict = field(default_factory=dict)  # pid, host and start time of the process that ran it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,7 +107,8 @@ class RunStore:
         self, name: str, *, spec: dict, seeds: dict, versions: dict, cluster: dict
     ) -> Run:
         """Insert a new ``running`` run, create its directory and return its handle."""
-        values = {"spec": spec, "seeds": seeds, "versions": versions, "cluster": cluster}
+        self.abandon_dead()
+        values = {"spec": spec, "seeds": seeds, "versions": versions, "cluster": cluster, "process": _this_process()}
         encoded = {key: encode(value) for key, value in values.items()}
         empty = {key: "{}" for key in ("timings", "metrics", "data", "history", "artifacts")}
         now = _utcnow()
@@ -122,6 +131,7 @@ class RunStore:
             )
         if limit is not None and limit < 0:
             raise WorkbenchError(f"run limit must be 0 or more, got {limit}")
+        self.abandon_dead()
         where, params = ("WHERE status = ?", (status,)) if status else ("", ())
         sql = f"{_SELECT} {where} ORDER BY created_at DESC, rowid DESC LIMIT ?"
         rows = self.db.fetch(sql, (*params, -1 if limit is None else limit))
@@ -129,6 +139,7 @@ class RunStore:
 
     def get(self, run_id: str) -> RunRecord:
         """The run with this id, or with the one id that starts with it."""
+        self.abandon_dead()
         ids = self._ids_starting(run_id)
         if run_id in ids:
             ids = [run_id]
@@ -144,6 +155,33 @@ class RunStore:
                 "give more characters of the id",
             )
         return self._record(self.db.fetch(f"{_SELECT} WHERE id = ?", (ids[0],))[0])
+
+    def abandon_dead(self) -> builtins.list[str]:
+        """Mark failed, as abandoned, the runs left ``running`` by a process of this host that is gone
+        (killed, or crashed), and remove what they had written; returns their ids.
+
+        A run recorded on another host, or by a workbench that did not record its process, is left
+        as it is: whether its process lives cannot be told from here."""
+        host = socket.gethostname()
+        rows = self.db.fetch("SELECT * FROM runs WHERE status = 'running'", ())
+        dead = {}
+        for row in rows:
+            process = decode(row["process"]) if "process" in row.keys() else {}
+            if process.get("host") == host and not _alive(process):
+                dead[row["id"]] = (f"abandoned: process {process.get('pid')} on {host} ended without finishing "
+                                   "the run (killed, or crashed)")
+        if not dead:
+            return []
+        try:
+            with self.db.writing() as conn:
+                ended = [run_id for run_id, error in dead.items() if conn.execute(
+                    "UPDATE runs SET status = 'failed', finished_at = ?, error = ?, artifacts = '{}' "
+                    "WHERE id = ? AND status = 'running'", (_utcnow().isoformat(), error, run_id)).rowcount]
+        except sqlite3.OperationalError:  # a store this process may read but not write: left for one that can
+            return []
+        for run_id in ended:
+            _discard(self._root / run_id)
+        return ended
 
     def __len__(self) -> int:
         rows = self.db.fetch("SELECT count(*) FROM runs", ())
@@ -174,7 +212,7 @@ class RunStore:
 
     def _record(self, row: sqlite3.Row) -> RunRecord:
         fields = {key: row[key] for key in row.keys()}
-        fields.update({key: decode(fields[key]) for key in _JSON_FIELDS})
+        fields.update({key: decode(fields[key]) for key in _JSON_FIELDS if key in fields})
         return RunRecord(**fields, path=str(self._root / row["id"]))
 
 
@@ -200,7 +238,10 @@ class Run:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exc is not None:
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP through the command's handler
+            by = exc.args[0] if exc.args else "SIGINT (Ctrl-C)"
+            self.fail(f"interrupted by {by} before the run finished")
+        elif exc is not None:
             self.fail(describe_error(exc))
         elif not self._ended:
             self.fail("run ended without a result")
@@ -216,7 +257,9 @@ class Run:
             conn.execute("UPDATE runs SET history = ? WHERE id = ?", (encode(history), self.id))
 
     def save_artifact(self, name: str, filename: str, write: Callable[[Path], None]) -> Path:
-        """Have ``write`` fill a temporary path, then move it to ``filename`` in one step."""
+        """Have ``write`` fill a temporary path, then move it to ``filename`` in one step.
+
+        A write cut short leaves nothing behind; a full disk is a one-line WorkbenchError."""
         relative = PurePath(filename)
         if relative.is_absolute() or ".." in relative.parts or not relative.parts:
             raise ValueError(
@@ -228,8 +271,14 @@ class Run:
         try:
             write(temporary)
             os.replace(temporary, final)
-        except BaseException:
+        except BaseException as exc:
             _remove(temporary)
+            if is_disk_full(exc):
+                raise WorkbenchError(
+                    f"no space left in {self.path} for the run's {filename} ({free_space(self.path)} free "
+                    "after removing the partial file)",
+                    "free space there, or record runs on a larger disk (--runs-dir, or runs_dir: in the pipeline file)",
+                ) from None
             raise
         self._merge("artifacts", {name: relative.as_posix()})
         return final
@@ -251,14 +300,16 @@ class Run:
         return record
 
     def fail(self, error: str) -> RunRecord:
-        """Mark the run failed with ``error``; a run that already failed keeps its first error."""
+        """Mark the run failed with ``error`` and remove its artifacts (a failed run keeps no model
+        file); a run that already failed keeps its first error."""
         with self.store.db.writing() as conn:
             if self._status(conn) != "failed":
                 conn.execute(
-                    "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                    "UPDATE runs SET status = 'failed', finished_at = ?, error = ?, artifacts = '{}' WHERE id = ?",
                     (_utcnow().isoformat(), str(error), self.id),
                 )
             record = self._read(conn)
+        _discard(self.path)
         self._ended = True
         return record
 
@@ -295,6 +346,33 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, WorkbenchError):
         return message or type(exc).__name__
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _this_process() -> dict[str, Any]:
+    import psutil
+
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": psutil.Process().create_time()}
+
+
+def _alive(process: dict) -> bool:
+    """Whether the process a run recorded still runs (the same pid started at the same time: not a
+    new process that was given the pid of a dead one)."""
+    import psutil
+
+    try:
+        found = psutil.Process(int(process["pid"]))
+        return found.status() != psutil.STATUS_ZOMBIE and abs(found.create_time() - float(process["started"])) < 1
+    except (psutil.NoSuchProcess, KeyError, TypeError, ValueError):
+        return False
+    except psutil.AccessDenied:  # another user's process: it exists
+        return True
+
+
+def _discard(run_dir: Path) -> None:
+    """Empty a run directory that is not a succeeded run's: its artifacts and any half-written file."""
+    if run_dir.is_dir():
+        for path in run_dir.iterdir():
+            _remove(path)
 
 
 def _remove(path: Path) -> None:

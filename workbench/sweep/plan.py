@@ -112,6 +112,7 @@ class SweepSpec(StrictModel):
     metrics: list[str] = ["roc_auc", "pr_auc"]
     runs_dir: str | None = None
     workers_per_node: Annotated[int, Field(ge=1)] | None = None
+    reuse: bool = True  # cells with the same data, split and workers share one persisted split (runner.py)
 
     @field_validator("axes")
     @classmethod

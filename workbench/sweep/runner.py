@@ -6,6 +6,14 @@ worker count it is scaled to exactly that many workers and the sweep waits for t
 set never changes under XGBoost; then the cells of that worker count run one after another, each
 through :func:`workbench.pipeline.run_pipeline`, and each is recorded (``sweep_cells``, one row per
 cell, never two). Running the same sweep again runs only the cells not yet recorded.
+
+Cells with the same data source, split settings and workers share one split (``reuse``, on by
+default): the first of them reads and splits, its train, validation and test sets stay persisted
+on the workers, and the cells after it under-sample, train and score on them. The sweep owns that
+split (:class:`workbench.pipeline.shared.SharedSplit`): it is released before the cluster is
+scaled, when a cell needs another split, when the workers would pass
+``workbench.sweep.reuse_memory_fraction`` of their memory, after a cell whose workers were
+restarted, and when the sweep ends.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from dask.utils import format_time
+from dask.utils import format_bytes, format_time
 
 from .. import progress as progress_bars
 from ..cluster import (
@@ -136,20 +144,25 @@ def run_sweep(
         say(f"sweep {spec.name}: {len(cells)} cells ({' × '.join(f'{len(v)} {k}' for k, v in spec.axes.items())}"
             f" × {spec.trials} trials), recorded in {store.database}")
     tracker = _Progress(len(cells), result.skipped, todo, say, size)
+    if not spec.reuse and todo:
+        say(f"sweep {spec.name}: reuse off: every cell reads and splits its data itself")
     with progress_bars.task(f"sweep {spec.name}", total=len(todo)) as bar:
         for _, group in groups(todo, key=cluster_key):
             group_profile = _group_profile(profile, group[0])
             if isinstance(group_profile, allocation.AllocationProfile):
                 group = allocation.largest_first(group, size)  # an allocation cannot grow: largest worker count first
-            with _cluster_for(group, group_profile, client, result, say, size) as session:
+            with _cluster_for(group, group_profile, client, result, say, size) as session, \
+                    _shared_split(spec, session, say) as shared:
                 rescale = _rescaler(session, group_profile, result, say)
                 for workers, cells_here in groups(group, key=size):
+                    _release(shared, session, say, f"the workers change to {workers}")
                     rescale(workers)
                     for cell in cells_here:
                         if workers is not None and _connected(session) != workers:
+                            _release(shared, session, say, "a worker was lost")
                             rescale(workers)  # a worker (a node) was lost in an earlier cell: its replacement first
                         _run_cell(loaded, cell, session, store, directory, tracker, result, say,
-                                  partial(rescale, workers), on_cell)
+                                  partial(rescale, workers), on_cell, shared)
                         bar.advance()
     result.seconds = time.perf_counter() - started
     say(f"sweep {spec.name}: {result.succeeded} succeeded, {result.failed} failed, {result.skipped} recorded before; "
@@ -274,6 +287,36 @@ def _connected(client) -> int:
     return len(client.scheduler_info(n_workers=-1)["workers"])
 
 
+# ---------------------------------------------------------------- the shared split
+
+
+@contextmanager
+def _shared_split(spec: SweepSpec, client, say) -> Iterator:
+    """The split the cells on ``client`` share (None with ``reuse: false``), released at the end."""
+    if not spec.reuse:
+        yield None
+        return
+    from ..pipeline.shared import SharedSplit
+
+    shared = SharedSplit()
+    try:
+        yield shared
+    finally:
+        _release(shared, client, say, f"sweep {spec.name} is done with this cluster")
+
+
+def _release(shared, client, say, why: str) -> None:
+    """Let the shared split go (waiting until the workers hold none of it), and say why."""
+    if shared is None or not shared.held:
+        return
+    group, nbytes = shared.key, shared.nbytes
+    try:
+        shared.release(client)
+    except Exception:  # noqa: BLE001 - a closing or restarted cluster: its data is gone anyway
+        pass
+    say(f"split: released the shared split of group {group} ({format_bytes(nbytes)}): {why}")
+
+
 # ---------------------------------------------------------------- cells
 
 
@@ -306,7 +349,7 @@ class _Progress:
         return sum(here) / len(here) if here else 0.0
 
 
-def _run_cell(loaded, cell, client, store, directory, tracker, result, say, rescale, on_cell):
+def _run_cell(loaded, cell, client, store, directory, tracker, result, say, rescale, on_cell, shared=None):
     spec = loaded.spec
     pipeline = cell_pipeline(loaded, cell)
     tracker.start(cell)
@@ -319,7 +362,7 @@ def _run_cell(loaded, cell, client, store, directory, tracker, result, say, resc
         attempt = store.start_attempt(spec.name, cell.key)
         t = time.perf_counter()
         try:
-            outcome = _attempt(pipeline, client, directory, spec, cell, store, attempt, say)
+            outcome = _attempt(pipeline, client, directory, spec, cell, store, attempt, say, shared)
         except BaseException:  # Ctrl-C or SIGTERM: the attempt did not finish; the next run repeats the cell
             store.end_attempt(spec.name, cell.key, attempt, "abandoned", ABANDONED)
             raise
@@ -339,15 +382,20 @@ def _run_cell(loaded, cell, client, store, directory, tracker, result, say, resc
             break
         store.end_attempt(spec.name, cell.key, attempt, "failed", error)
         say(f"cell {cell.label()}: attempt {attempts} failed ({error}); trying again")
+        _release(shared, client, say, "an attempt failed")
         rescale()
     if outcome["record"] is None or outcome["restarted"]:
+        _release(shared, client, say, "the cell failed or its workers were restarted")
         rescale()  # back to the sweep's size before the next cell
     ok = row["status"] == "succeeded"
     if ok:
         result.succeeded += 1
-        kept = ", ".join(f"{_LABELS.get(name, name)} {_number(value)}" for name, value in row["metrics"].items())
+        kept = ", ".join(_shown(name, row["metrics"]) for name in spec.metrics if name in row["metrics"])
+        reuse = outcome["record"].data.get("split_reuse")
+        row["split_reuse"] = reuse  # for on_cell; the run record keeps it (data.split_reuse)
         summary = (f"{row['seconds']:.1f}s (train {row['timings'].get('train', float('nan')):.1f}s), "
                    f"{row['rows']:,} rows" + (f", {kept}" if kept else "")
+                   + (f"; {_reuse_phrase(reuse)}" if reuse and shared is not None else "")
                    + (f", faults: {'; '.join(faults)}" if faults else ""))
     else:
         result.failed += 1
@@ -358,13 +406,31 @@ def _run_cell(loaded, cell, client, store, directory, tracker, result, say, resc
 
 
 _LABELS = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC"}
+REUSE_OFF = "reuse off (reuse: false or --no-reuse)"
+
+
+def _reuse_phrase(reuse: dict) -> str:
+    """What a cell did with the shared split, for its progress line."""
+    if reuse["role"] == "reused":
+        return f"split reused (group {reuse['group']})"
+    if reuse["role"] == "built":
+        return (f"split read once for group {reuse['group']} "
+                f"({reuse['read_seconds'] + reuse['split_seconds']:.1f}s, {format_bytes(reuse['bytes'])}, kept)")
+    return f"cold path ({reuse['note']})" if reuse.get("note") else "cold path"
+
+
+def _shown(name: str, metrics: dict) -> str:
+    """``ROC AUC 0.8882 [0.8527, 0.9245]``: a kept metric with its interval, if it has one."""
+    low, high = metrics.get(f"{name}_low"), metrics.get(f"{name}_high")
+    interval = f" [{_number(low)}, {_number(high)}]" if low is not None and high is not None else ""
+    return f"{_LABELS.get(name, name)} {_number(metrics[name])}{interval}"
 
 
 def _number(value) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
 
 
-def _attempt(pipeline, client, directory, spec, cell, store, attempt, say) -> dict:
+def _attempt(pipeline, client, directory, spec, cell, store, attempt, say, shared=None) -> dict:
     """One attempt at a cell in a thread, watched: past the timeout its work is cancelled and the
     workers restarted, so a hung or lost worker never hangs the sweep."""
     from ..pipeline import run_pipeline
@@ -378,13 +444,16 @@ def _attempt(pipeline, client, directory, spec, cell, store, attempt, say) -> di
         box["run"] = run
         store.attach_run(spec.name, cell.key, attempt, run.id)
         run.log_data(sweep={"id": spec.name, "cell": cell.key, "attempt": attempt})
+        if shared is None:  # reuse: false (with it, the pipeline records what the cell did with the split)
+            run.log_data(split_reused=False, split_group=None, split_reuse={"role": "cold", "group": None, "note": REUSE_OFF})
 
     def target():
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", WorkbenchWarning)
                 box["caught"] = caught
-                box["result"] = run_pipeline(pipeline, client=client, runs_dir=directory, on_run=on_run)
+                box["result"] = run_pipeline(pipeline, client=client, runs_dir=directory, on_run=on_run,
+                                             shared=shared)
         except BaseException as exc:  # noqa: BLE001 - reported as the cell's fault
             box["error"] = exc
 
@@ -453,5 +522,15 @@ def _row(cell: Cell, record, spec: SweepSpec, status, attempts, faults, error, s
         sampled = record.data.get("sampled") or {}
         row.update(run_id=record.id, workers=record.cluster.get("workers"), threads=record.cluster.get("threads"),
                    rows=sampled.get("rows"), timings=dict(record.timings), versions=dict(record.versions),
-                   metrics={m: record.metrics.get(m) for m in spec.metrics})
+                   metrics={**{m: record.metrics.get(m) for m in spec.metrics}, **_intervals(record.metrics, spec.metrics)})
     return row
+
+
+def _intervals(metrics: dict, names) -> dict:
+    """``<metric>_low`` and ``<metric>_high`` of the metrics that have an interval (ROC AUC, PR AUC)."""
+    out = {}
+    for name in names:
+        interval = metrics.get(f"{name}_ci")
+        if isinstance(interval, list) and len(interval) == 2:
+            out[f"{name}_low"], out[f"{name}_high"] = interval
+    return out

@@ -1,0 +1,196 @@
+"""What a run reports beyond the AUCs, from the same score count tables: intervals, calibration,
+an operating threshold chosen on the validation set, precision and recall at review budgets, and
+DeLong's paired test between models scored on the same rows (docs/metrics.md).
+
+:class:`Evaluation` holds the settings (a pipeline file's ``metrics:`` section); :func:`report`
+turns a test table (and a validation table, to choose the threshold) into the fields of
+:class:`~workbench.metrics.Metrics`; :func:`paired_delong` runs DeLong's paired test on the workers,
+over a frame holding both models' scores, and returns only sums; :func:`fingerprint` names the test
+rows, so runs whose scores may be compared row by row can be told apart from those that may not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+from scipy.stats import norm
+
+from . import intervals
+from .scoring import PROBABILITY
+
+__all__ = ["Evaluation", "THRESHOLD_RULES", "report", "choose", "paired_delong", "paired_from_arrays",
+           "fingerprint", "holm"]
+
+THRESHOLD_RULES = ("auto", "f1", "cost")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How a run's test metrics are computed beyond the AUCs.
+
+    ``threshold``: a probability on the model's own scores, or ``"f1"`` / ``"cost"`` (chosen on
+    the validation set: the F1-maximising cut, or the one minimising ``costs = (fp, fn)``), or
+    ``"auto"``: ``"f1"`` when there is a validation set, else 0.5. ``at_k``: review budgets, counts
+    of rows (int) or fractions of the test rows (float). ``level``: of every interval. The PR AUC
+    interval is a stratified bootstrap of ``n_boot`` replicates seeded by ``seed`` (or Boyd's logit
+    interval, ``pr_interval="logit"``). ``calibration_bins`` equal-width bins of the reliability
+    diagram, drawn for the probabilities corrected for under-sampling when the model saw a sample.
+    """
+
+    threshold: float | str = "auto"
+    costs: tuple[float, float] | None = None
+    at_k: tuple[int | float, ...] = (100, 0.01)
+    level: float = 0.95
+    pr_interval: str = "bootstrap"
+    n_boot: int = 1000
+    seed: int = 0
+    calibration_bins: int = 10
+
+    def rule(self, has_validation: bool) -> str | float:
+        """The number, ``"f1"`` or ``"cost"`` that applies, given whether there is a validation set."""
+        if self.threshold == "auto":
+            return "f1" if has_validation else 0.5
+        return self.threshold
+
+
+def choose(valid_table: pd.DataFrame, rule: str, costs: tuple[float, float] | None) -> intervals.Threshold:
+    """The cut (on the scores' own scale) that ``rule`` picks on a validation table."""
+    if rule == "cost":
+        if costs is None:
+            raise ValueError("threshold 'cost' needs costs (fp, fn)")
+        return intervals.choose_threshold(valid_table, ("cost", float(costs[0]), float(costs[1])))
+    return intervals.choose_threshold(valid_table, rule)
+
+
+def report(table: pd.DataFrame, settings: Evaluation, *, scale: str = PROBABILITY, correction=None) -> dict:
+    """Intervals, log loss, calibration and precision/recall at ``settings.at_k`` of one test table.
+
+    ``correction`` maps scores to the probabilities on the original class distribution (undoing
+    under-sampling); the calibration is drawn for those when given. Decision-function scores are
+    read as log-odds (``expit``) wherever a probability is needed.
+    """
+    to_probability = None if scale == PROBABILITY else expit
+    out: dict = {"level": settings.level}
+    try:
+        roc = intervals.delong(table, settings.level)
+        out["roc_auc_ci"], out["roc_auc_se"] = [roc.low, roc.high], math.sqrt(roc.variance)
+    except ValueError:  # fewer than 2 rows of a class: no interval
+        out["roc_auc_ci"], out["roc_auc_se"] = None, None
+    try:
+        pr = intervals.pr_auc(table, settings.level, settings.pr_interval, n_boot=settings.n_boot,
+                              seed=settings.seed)
+        out["pr_auc_ci"], out["pr_auc_ci_method"] = [pr.low, pr.high], pr.method
+    except ValueError:
+        out["pr_auc_ci"], out["pr_auc_ci_method"] = None, settings.pr_interval
+    out["log_loss"] = intervals.log_loss(table, to_probability)
+    calibrated = correction if correction is not None else to_probability
+    curve = intervals.calibration_curve(table, settings.calibration_bins, "uniform", calibrated)
+    out["calibration"] = {
+        "corrected": correction is not None, "bins": settings.calibration_bins,
+        "prob_pred": [float(v) for v in curve.prob_pred], "prob_true": [float(v) for v in curve.prob_true],
+        "counts": [int(v) for v in curve.counts],
+    }
+    out["at_k"] = [
+        {"budget": a.budget, "k": a.k, "threshold": a.threshold, "tp": a.tp, "precision": a.precision,
+         "recall": a.recall}
+        for a in intervals.at_k(table, list(settings.at_k))
+    ] if settings.at_k else []
+    return out
+
+
+# ---------------------------------------------------------------- paired DeLong on the workers
+
+
+def paired_delong(scored: dd.DataFrame, a: str, b: str, table_a: pd.DataFrame, table_b: pd.DataFrame, *,
+                  label: str = "label", level: float = 0.95) -> intervals.PairedAUC:
+    """DeLong's test of the ROC AUCs of score columns ``a`` and ``b`` of ``scored`` (the same rows).
+
+    The same numbers as :func:`workbench.metrics.intervals.delong_paired` on the joint table, without
+    the joint table: each model's structural components per distinct score come from its own score
+    table (on the client already), and each partition returns the two sums of squared differences
+    of its rows' components (positives and negatives), so nothing of size rows leaves the workers.
+    """
+    comp_a, comp_b = _components(table_a), _components(table_b)
+    parts = [dask.delayed(_partial_sums)(part, a, b, label, comp_a, comp_b)
+             for part in scored[[label, a, b]].to_delayed()]
+    sums = np.sum(dask.compute(*parts), axis=0) if parts else np.zeros(2)
+    return _paired(comp_a, comp_b, sums[0], sums[1], level)
+
+
+def paired_from_arrays(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
+                       level: float = 0.95) -> intervals.PairedAUC:
+    """:func:`paired_delong` on arrays held in memory (two runs' saved test scores)."""
+    frame = pd.DataFrame({"label": np.asarray(labels, dtype="int8"), "a": scores_a, "b": scores_b})
+    comp_a = _components(_table(frame, "a"))
+    comp_b = _components(_table(frame, "b"))
+    sums = _partial_sums(frame, "a", "b", "label", comp_a, comp_b)
+    return _paired(comp_a, comp_b, sums[0], sums[1], level)
+
+
+def _table(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    counts = frame.groupby(column)["label"].agg(["size", "sum"])
+    return pd.DataFrame({"score": counts.index.to_numpy(), "neg": (counts["size"] - counts["sum"]).to_numpy(),
+                         "pos": counts["sum"].to_numpy()})
+
+
+def _components(table: pd.DataFrame) -> tuple:
+    scores, neg, pos = intervals.distinct_counts(table)
+    auc, v10, v01 = intervals.structural_components(neg, pos)
+    return scores, auc, v10, v01, float(neg.sum()), float(pos.sum())
+
+
+def _partial_sums(part: pd.DataFrame, a: str, b: str, label: str, comp_a: tuple, comp_b: tuple) -> np.ndarray:
+    sa, sb = part[a].to_numpy(dtype="float64"), part[b].to_numpy(dtype="float64")
+    keep = ~(np.isnan(sa) | np.isnan(sb))
+    y = part[label].to_numpy()[keep] == 1
+    ia, ib = np.searchsorted(comp_a[0], sa[keep]), np.searchsorted(comp_b[0], sb[keep])
+    d10 = (comp_a[2][ia] - comp_a[1]) - (comp_b[2][ib] - comp_b[1])
+    d01 = (comp_a[3][ia] - comp_a[1]) - (comp_b[3][ib] - comp_b[1])
+    return np.array([float(np.sum(d10[y] ** 2)), float(np.sum(d01[~y] ** 2))])
+
+
+def _paired(comp_a: tuple, comp_b: tuple, s10: float, s01: float, level: float) -> intervals.PairedAUC:
+    if (comp_a[4], comp_a[5]) != (comp_b[4], comp_b[5]):
+        raise ValueError("the two score columns cover different rows")
+    n0, n1 = comp_a[4], comp_a[5]
+    variance = s10 / ((n1 - 1) * n1) + s01 / ((n0 - 1) * n0)
+    se, delta = math.sqrt(variance), comp_a[1] - comp_b[1]
+    z = delta / se if se > 0 else (0.0 if delta == 0 else math.copysign(math.inf, delta))
+    half = float(norm.ppf(0.5 + level / 2)) * se
+    return intervals.PairedAUC(comp_a[1], comp_b[1], delta, se, max(delta - half, -1.0), min(delta + half, 1.0), z,
+                               float(2 * norm.sf(abs(z))), level)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment (statsmodels' ``multipletests(method="holm")``)."""
+    from statsmodels.stats.multitest import multipletests
+
+    if not p_values:
+        return []
+    return [float(p) for p in multipletests(p_values, method="holm")[1]]
+
+
+# ---------------------------------------------------------------- which rows
+
+
+def fingerprint(scored: dd.DataFrame, keys: list[str]) -> str:
+    """A digest of which rows, in which order, a scored frame holds: each partition's key (its shard
+    and row groups) and the positions of its rows in the shard, which the reader keeps as the index.
+    Two runs with the same fingerprint scored the same test rows in the same order."""
+    digests = dask.compute(*[dask.delayed(_index_digest)(part) for part in scored.to_delayed()])
+    total = hashlib.sha256()
+    for key, digest in zip(keys, digests):
+        total.update(str(key).encode())
+        total.update(digest)
+    return total.hexdigest()[:32]
+
+
+def _index_digest(part: pd.DataFrame) -> bytes:
+    return hashlib.sha256(np.ascontiguousarray(part.index.to_numpy(dtype="int64")).tobytes()).digest()
