@@ -220,6 +220,17 @@ def test_quickstart_generates_its_data_then_reuses_it(quickstart):
     assert (quickstart["cwd"] / "runs" / "runs.sqlite").is_file()  # the default ./runs
 
 
+def test_the_quickstart_shows_its_intervals_and_the_validation_chosen_threshold(quickstart):
+    out = quickstart["first"].stdout
+    assert re.search(r"^  ROC AUC +0\.\d{4}  95% CI 0\.\d{4}–[01]\.\d{4} \(DeLong\)", out, re.MULTILINE), out
+    threshold = re.search(r"^  threshold +(0\.\d{4}), F1 best on the validation set \(F1 0\.\d{3} there\)", out, re.MULTILINE)
+    assert threshold, out
+    assert re.search(rf"^  confusion +at threshold {threshold.group(1).rstrip('0')}: tn [\d,]+  fp [\d,]+  fn [\d,]+  tp [\d,]+",
+                     out, re.MULTILINE), out
+    assert "corrected " not in out  # a confusion matrix at 0.5 "corrected for RUS" is shown only for a given number
+    assert re.search(r"^  at k +top 100: precision \d\.\d{3}, recall \d\.\d{3}; top 1\.00% \(\d+\): ", out, re.MULTILINE), out
+
+
 def test_same_seeds_give_the_same_metrics(quickstart):
     records = RunStore(quickstart["cwd"] / "runs").list()
     assert [r.status for r in records] == ["succeeded", "succeeded"]

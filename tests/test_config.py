@@ -118,7 +118,7 @@ def test_defaults_are_filled_in(tmp_path):
     assert spec.model.params == {}
     assert (spec.model.num_boost_round, spec.model.early_stopping_rounds) == (200, 20)
     assert spec.model.scale_pos_weight is None
-    assert spec.metrics.threshold == 0.5
+    assert spec.metrics.threshold == "auto"  # F1 on the validation set when there is one, else 0.5
 
 
 def test_synth_defaults(tmp_path):

@@ -225,8 +225,12 @@ def test_a_small_sweep_end_to_end_on_the_local_cluster(tmp_path, export):
     table = sweep_table("small", runs)
     assert len(table) == 8 and table["cell_key"].is_unique and (table["status"] == "succeeded").all()
     assert set(table["workers"]) == {1, 2} and set(table["sampling.ratio"]) == {"1:1", "1:4"}
-    for phase in PHASES:
+    for phase in PHASES - {"read", "split"}:
         assert (table[f"{phase}_seconds"] > 0).all(), phase
+    # reuse (the default): the first cell of each worker count reads and splits, the others reuse its split
+    built = table["trial"].eq(0) & table["sampling.ratio"].eq("1:1")
+    for phase in ("read", "split"):
+        assert (table.loc[built, f"{phase}_seconds"] > 0).all() and (table.loc[~built, f"{phase}_seconds"] == 0).all()
     assert table["roc_auc"].between(0.6, 1).all() and table["pr_auc"].between(0, 1).all()
     rows = table.groupby("sampling.ratio")["rows"].agg(["min", "max"])
     assert (rows["min"] == rows["max"]).all() and rows.loc["1:4", "min"] > 2 * rows.loc["1:1", "min"]

@@ -84,6 +84,18 @@ class DataSpec(StrictModel):
     synth: SynthSpec | None = None
     cache: str | None = None  # a Zarr feature cache directory: built or rebuilt from `path` when missing or stale
 
+    @field_validator("partition_size")
+    @classmethod
+    def _a_size(cls, value):
+        from dask.utils import parse_bytes
+
+        if value is not None:
+            try:
+                parse_bytes(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a size: give bytes or a size with its unit, e.g. 128MiB") from None
+        return value
+
 
 class SplitSpec(StrictModel):
     test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2

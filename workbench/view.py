@@ -512,7 +512,8 @@ def percent(part: Any, whole: Any) -> str:
 
 
 def _threshold(value: Any) -> str:
-    return f"{value:g}" if _is_number(value) else DASH
+    """0.5, 0.7905: as the threshold line shows it (4 decimals), without trailing zeros."""
+    return f"{value:.4f}".rstrip("0").rstrip(".") if _is_number(value) else DASH
 
 
 def _is_number(value: Any) -> bool:

@@ -121,7 +121,7 @@ def send(proc: subprocess.Popen, sig: signal.Signals) -> None:
 def assert_nothing_kept(runs: Path, run_id: str) -> None:
     """No artifact of the run, nothing half-written anywhere in the runs directory."""
     assert sorted(p.name for p in (runs / run_id).iterdir()) == []
-    assert sorted(p.name for p in runs.iterdir() if p.is_file()) <= ["runs.sqlite", "runs.sqlite-shm", "runs.sqlite-wal"]
+    assert {p.name for p in runs.iterdir() if p.is_file()} <= {"runs.sqlite", "runs.sqlite-shm", "runs.sqlite-wal"}
     assert [str(p) for p in runs.rglob("*") if ".tmp" in p.name] == []
     assert RunStore(runs).get(run_id).artifacts == {}
 
@@ -145,7 +145,8 @@ def test_an_interrupted_run_is_recorded_interrupted_and_keeps_nothing(work, tmp_
     assert text.rstrip("\n").splitlines()[-1] == "interrupted", text
     record = RunStore(runs).get(row["id"])
     assert record.status == "failed", record
-    assert record.error == f"interrupted by {'SIGINT (Ctrl-C)' if sig == signal.SIGINT else 'SIGTERM'} before the run finished"
+    by = "SIGINT (Ctrl-C)" if sig == signal.SIGINT else "SIGTERM"
+    assert record.error == f"interrupted by {by} before the run finished"
     assert_nothing_kept(runs, row["id"])
 
 

@@ -145,6 +145,10 @@ def read_bigquery_export(
     if infinite == "error":
         _refuse_infinities(frame, infinite_suspects(footers, [c.name for c in columns if c.kind == "float"]))
     features = tuple(c.name for c in columns if c.kind != "nested")
+    if not features:
+        why = ", ".join(f"{name} ({reason})" for name, reason in excluded.items() if name != target) or "none"
+        raise DataError(f"the export has no feature column: besides the target, its columns are {why}",
+                        "export numeric, BOOL, NUMERIC or date/time columns next to the target")
     info = {
         "source": [str(p) for p in (path if isinstance(path, list) else [path])],
         "files": len(files),

@@ -118,6 +118,8 @@ def expand_paths(path, storage_options: dict | None = None) -> tuple[fsspec.Abst
         )
     if not is_local(fs):
         files = [fs.unstrip_protocol(f) if "://" not in f else f for f in files]
+    else:  # a file named as such stays as given; absolute, like a directory's or a glob's: workers may run elsewhere
+        files = [fs._strip_protocol(f) for f in files]
     return fs, sorted(set(files))
 
 

@@ -180,8 +180,21 @@ def _check_args(members, train, test, method, cv) -> None:
 
 def _fit(model, X, y):
     started = time.perf_counter()
-    model.fit(X, y)
+    _fit_or_say_why(model, X, y)
     return model, time.perf_counter() - started, get_worker().address
+
+
+def _fit_or_say_why(model, X, y) -> None:
+    """``model.fit(X, y)``; an estimator refusing missing values is a one-line WorkbenchError."""
+    try:
+        model.fit(X, y)
+    except ValueError as exc:
+        if "contains NaN" not in str(exc):
+            raise
+        name = type(model.steps[-1][1] if hasattr(model, "steps") else model).__name__
+        raise WorkbenchError(f"{name} does not accept missing values, and the features have some",
+                             "add preprocess: [impute] to the model, or choose an estimator that handles them "
+                             "(e.g. HistGradientBoostingClassifier)") from None
 
 
 def _folds(y, cv: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -192,7 +205,7 @@ def _fit_fold(model, X, y, folds, k: int):
     """Out-of-fold probabilities of one member on fold ``k``: fitted on the other folds."""
     started = time.perf_counter()
     train_rows, test_rows = folds[k]
-    model.fit(X[train_rows], y[train_rows])
+    _fit_or_say_why(model, X[train_rows], y[train_rows])
     return test_rows, model_scores(model, X[test_rows]), time.perf_counter() - started
 
 

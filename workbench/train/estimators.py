@@ -77,6 +77,12 @@ def make_estimator(name: str, params: dict | None = None, preprocess=()):
             f"{cls.__name__} has no parameter {bad[0]!r}",
             f"did you mean {close[0]!r}?" if close else f"its parameters are: {', '.join(valid)}",
         ) from None
+    if hasattr(estimator, "_validate_params"):  # the values, which scikit-learn itself checks only in fit
+        try:
+            estimator._validate_params()
+        except (ValueError, TypeError) as exc:  # InvalidParameterError is both
+            raise WorkbenchError(f"{cls.__name__} rejected its parameters ({' '.join(str(exc).split())})",
+                                 "fix the parameters") from None
     steps = {"impute": lambda: SimpleImputer(strategy="mean", keep_empty_features=True),
              "scale": StandardScaler}
     unknown = [s for s in preprocess if s not in steps]

@@ -27,6 +27,9 @@ __all__ = [
 
 # ---------------------------------------------------------------- specs
 
+PROBABILITY_OBJECTIVES = ("binary:logistic", "reg:logistic")  # XGBoost objectives whose scores are P(positive)
+
+
 class XGBoostModel(StrictModel):
     """Distributed XGBoost (``xgboost.dask``) on the RUS sample, early stopping on the validation set."""
 
@@ -47,6 +50,10 @@ class XGBoostModel(StrictModel):
         from ._xgb_params import validate_spec_params
 
         validate_spec_params(cls.__name__, value)
+        objective = value.get("objective", "binary:logistic")
+        if objective not in PROBABILITY_OBJECTIVES:
+            raise ValueError(f"objective {objective!r} does not score the probability of the positive class, which the "
+                             "metrics, the threshold and the RUS correction need: use binary:logistic (the default)")
         return value
 
 
