@@ -5,8 +5,10 @@ Commands live in the modules of this package, one per area; each registers itsel
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import threading
 import traceback
 import warnings
 
@@ -90,8 +92,17 @@ def _dispatch(argv: list[str], debug: bool) -> int:
 _INTERRUPTS: list[str] = []  # the signals that stopped this command
 
 
+# Python prints and drops an exception raised inside these (a garbage-collector callback, a
+# finaliser): a signal that arrives there is delivered again a moment later instead.
+_SWALLOWING = ("__del__", "_gc_callback")
+_REDELIVER_SECONDS = 0.05
+
+
 def _interrupt(signum, frame):
     name = signal.Signals(signum).name
+    if frame is not None and frame.f_code.co_name in _SWALLOWING:
+        threading.Timer(_REDELIVER_SECONDS, os.kill, (os.getpid(), signum)).start()
+        return
     _INTERRUPTS.append(name)
     # the run store records which signal stopped a run (stores/runs.py)
     raise KeyboardInterrupt("SIGINT (Ctrl-C)" if signum == signal.SIGINT else name)
