@@ -43,6 +43,7 @@ from ..errors import DataError, WorkbenchWarning, free_space, is_disk_full
 from ..progress import task as progress_task
 from .bigquery import read_bigquery_export
 from .dataset import Dataset
+from .files import put_in_place, temporary_beside
 from .labels import label_counts
 from .parquet import expand_paths, open_file
 
@@ -147,7 +148,7 @@ def write_store(
                                          dask.config.get("workbench.cache.max_chunk_rows", MAX_CHUNK_ROWS))))
     starts = np.concatenate([[0], np.cumsum(-(-lengths // chunk) * chunk)])
     final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    temporary = temporary_beside(final)
     try:
         _create_store(temporary, data, int(starts[-1]), chunk, compressor)
         write = dask.delayed(_write_partition, pure=False)
@@ -179,7 +180,7 @@ def write_store(
         }
         group = zarr.open_group(str(temporary), mode="r+")
         group.attrs[ATTRIBUTE] = layout
-        _replace(temporary, final)
+        put_in_place(temporary, final)
     except BaseException as exc:
         shutil.rmtree(temporary, ignore_errors=True)
         if is_disk_full(exc):
@@ -434,17 +435,6 @@ def _compute(tasks: list, client, description: str) -> list:
             return client.gather(futures)
         finally:
             client.cancel(futures)
-
-
-def _replace(temporary: Path, final: Path) -> None:
-    """Put ``temporary`` at ``final``: renames only, so readers see the old cache or the new one."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(final, old)
-    os.replace(temporary, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- reading

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..data.dataset import Dataset
+from ..data.files import put_in_place, temporary_beside
 from ..errors import DataError, WorkbenchError, free_space, is_disk_full
 from ..metrics import Metrics
 from ..metrics.scoring import positive_scores
@@ -360,7 +360,7 @@ def predict_to_parquet(model, data: Dataset, out_dir, client=None, *, overwrite:
                          **({target: pd.Series([], dtype="int8")} if target else {})})
     meta.index = data.frame._meta.index[:0]
     scored = data.frame.map_partitions(_score_partition, remote, list(data.features), target, meta=meta)
-    temporary = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    temporary = temporary_beside(out)
     write = dask.delayed(_write_scores, pure=False)
     try:
         temporary.mkdir(parents=True)
@@ -371,7 +371,7 @@ def predict_to_parquet(model, data: Dataset, out_dir, client=None, *, overwrite:
             client.gather(futures)
         finally:
             client.cancel(futures)
-        _put_in_place(temporary, out)
+        put_in_place(temporary, out)
     except BaseException as exc:
         shutil.rmtree(temporary, ignore_errors=True)
         if is_disk_full(exc):
@@ -380,19 +380,6 @@ def predict_to_parquet(model, data: Dataset, out_dir, client=None, *, overwrite:
                             "free space there, or write the scores to a larger disk (--out DIR)") from None
         raise
     return str(out_dir)
-
-
-def _put_in_place(temporary: Path, out: Path) -> None:
-    """``temporary`` renamed to ``out``; an ``out`` already there (``overwrite``) is moved aside first."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(out, old)
-    os.replace(temporary, out)
-    if old is not None and old.is_dir():
-        shutil.rmtree(old, ignore_errors=True)
-    elif old is not None:
-        old.unlink()
 
 
 def _score_partition(df: pd.DataFrame, model, features, target) -> pd.DataFrame:
