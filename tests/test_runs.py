@@ -15,7 +15,16 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.stores.runs import DEFAULT_DIR, SCHEMA_VERSION, Run, RunRecord, RunStore
+from workbench.stores import runs as runs_module
+from workbench.stores.runs import (
+    DEFAULT_DIR,
+    SCHEMA_VERSION,
+    Run,
+    RunRecord,
+    RunStore,
+    fail_unfinished,
+    interrupted_error,
+)
 
 SPEC = {"name": "fraud", "model": {"max_depth": 4, "eta": 0.1}, "columns": ["a", "b"]}
 SEEDS = {"split": 0, "sampling": 1, "model": 2}
@@ -188,6 +197,23 @@ def test_context_manager_keeps_a_success(store: RunStore) -> None:
     with start(store) as run:
         run.succeed({"roc_auc": 0.8})
     assert store.get(run.id).status == "succeeded"
+
+
+def test_a_signal_before_the_with_block_is_recorded_by_fail_unfinished(store: RunStore, monkeypatch) -> None:
+    """A signal can land after the row's insert and before ``with`` enters: the command's handler
+    then ends the runs this process left unfinished, and only those."""
+    monkeypatch.setattr(runs_module, "_UNFINISHED", {})  # not the runs other tests left open
+    with start(store) as done:
+        done.succeed({"roc_auc": 0.8})
+    with pytest.raises(ValueError), start(store) as failed:
+        raise ValueError("bad")
+    orphan = start(store)  # never entered
+    assert fail_unfinished(interrupted_error("SIGTERM")) == [orphan.id]
+    record = store.get(orphan.id)
+    assert (record.status, record.error) == ("failed", "interrupted by SIGTERM before the run finished")
+    assert store.get(done.id).status == "succeeded"
+    assert store.get(failed.id).error == "ValueError: bad"
+    assert fail_unfinished("again") == []
 
 
 def test_an_exception_after_succeed_still_fails_the_run(store: RunStore) -> None:

@@ -16,6 +16,7 @@ import typer
 
 from .. import progress
 from ..errors import WorkbenchError, WorkbenchWarning
+from ..stores.runs import fail_unfinished, interrupted_error
 from . import (
     compare,  # noqa: F401  (workbench compare)
     core,  # noqa: F401  (registers the commands)
@@ -61,11 +62,10 @@ def _dispatch(argv: list[str], debug: bool) -> int:
             returned = command.main(args=argv, prog_name="workbench", standalone_mode=False)
     except typer.Exit as exc:
         if exc.exit_code == 130:  # Typer's answer to Ctrl-C, SIGTERM and SIGHUP (see _interrupt)
-            typer.echo("interrupted", err=True)
+            return _interrupted()
         return exc.exit_code
     except typer.Abort:
-        typer.echo("interrupted", err=True)
-        return 130
+        return _interrupted()
     except typer.TyperException as exc:  # usage errors: click's own message, exit code 2
         exc.show()
         return getattr(exc, "exit_code", 2)
@@ -75,8 +75,7 @@ def _dispatch(argv: list[str], debug: bool) -> int:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return 130
+        return _interrupted()
     except Exception as exc:  # noqa: BLE001 - the last line of defence of a command-line tool
         if debug:
             traceback.print_exc()
@@ -84,12 +83,21 @@ def _dispatch(argv: list[str], debug: bool) -> int:
         typer.echo(f"error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
         return 1
     if _INTERRUPTS:  # Typer turned the KeyboardInterrupt into a plain return of 130
-        typer.echo("interrupted", err=True)
-        return 130
+        return _interrupted()
     return returned if isinstance(returned, int) else 0
 
 
 _INTERRUPTS: list[str] = []  # the signals that stopped this command
+_SHOWN = {"SIGINT": "SIGINT (Ctrl-C)"}
+
+
+def _interrupted() -> int:
+    """Record the runs the signal left unfinished (one can land before a run's ``with`` block is
+    entered) and give the shell 130."""
+    by = _SHOWN.get(_INTERRUPTS[0], _INTERRUPTS[0]) if _INTERRUPTS else _SHOWN["SIGINT"]
+    fail_unfinished(interrupted_error(by))
+    typer.echo("interrupted", err=True)
+    return 130
 
 
 # Python prints and drops an exception raised inside these (a garbage-collector callback, a
@@ -105,7 +113,7 @@ def _interrupt(signum, frame):
         return
     _INTERRUPTS.append(name)
     # the run store records which signal stopped a run (stores/runs.py)
-    raise KeyboardInterrupt("SIGINT (Ctrl-C)" if signum == signal.SIGINT else name)
+    raise KeyboardInterrupt(_SHOWN.get(name, name))
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -115,11 +115,17 @@ class RunStore:
         while True:
             run_id = _new_id(now)
             run_dir = self._root / run_id
+            run = Run(self, run_id, name)
+            _UNFINISHED[run_id] = run  # before the row exists: no moment when a signal could orphan it
             try:
                 self._insert(run_dir, name=name, created_at=now.isoformat(), **encoded, **empty)
-            except (FileExistsError, _IdTaken):
-                continue
-            return Run(self, run_id, name)
+            except BaseException as exc:
+                if not isinstance(exc, KeyboardInterrupt):  # an interrupted insert may have committed
+                    _UNFINISHED.pop(run_id, None)
+                if isinstance(exc, (FileExistsError, _IdTaken)):
+                    continue
+                raise
+            return run
 
     def list(
         self, *, status: str | None = None, limit: int | None = None
@@ -239,8 +245,7 @@ class Run:
         traceback: TracebackType | None,
     ) -> None:
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP through the command's handler
-            by = exc.args[0] if exc.args else "SIGINT (Ctrl-C)"
-            self.fail(f"interrupted by {by} before the run finished")
+            self.fail(interrupted_error(exc.args[0] if exc.args else "SIGINT (Ctrl-C)"))
         elif exc is not None:
             self.fail(describe_error(exc))
         elif not self._ended:
@@ -297,6 +302,7 @@ class Run:
             )
             record = self._read(conn)
         self._ended = True
+        _UNFINISHED.pop(self.id, None)
         return record
 
     def fail(self, error: str) -> RunRecord:
@@ -311,6 +317,7 @@ class Run:
             record = self._read(conn)
         _discard(self.path)
         self._ended = True
+        _UNFINISHED.pop(self.id, None)
         return record
 
     def _merge(self, column: str, values: dict) -> None:
@@ -324,6 +331,30 @@ class Run:
 
     def _read(self, conn: sqlite3.Connection) -> RunRecord:
         return self.store._record(conn.execute(f"{_SELECT} WHERE id = ?", (self.id,)).fetchone())
+
+
+# The runs this process started and has not ended. A signal can land between the row's insert and
+# the ``with`` that would record its end; the command's handler ends these (fail_unfinished).
+_UNFINISHED: dict[str, Run] = {}
+
+
+def fail_unfinished(error: str) -> builtins.list[str]:
+    """Mark failed with ``error`` every run this process started and has not ended; their ids."""
+    ended = []
+    for run in builtins.list(_UNFINISHED.values()):
+        _UNFINISHED.pop(run.id, None)
+        try:
+            if run.store.db.fetch("SELECT 1 FROM runs WHERE id = ?", (run.id,)):
+                run.fail(error)
+                ended.append(run.id)
+        except (WorkbenchError, sqlite3.Error, OSError):  # a store gone or unwritable: left to abandon_dead
+            continue
+    return ended
+
+
+def interrupted_error(by: str) -> str:
+    """The error recorded for a run stopped by a signal (``by``: "SIGINT (Ctrl-C)", "SIGTERM")."""
+    return f"interrupted by {by} before the run finished"
 
 
 class _IdTaken(Exception):
