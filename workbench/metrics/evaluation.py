@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import dask
 import dask.dataframe as dd
+from dask.delayed import Delayed
 import numpy as np
 import pandas as pd
 from scipy.special import expit
@@ -25,8 +26,8 @@ from scipy.stats import norm
 from . import intervals
 from .scoring import PROBABILITY
 
-__all__ = ["Evaluation", "THRESHOLD_RULES", "report", "choose", "paired_delong", "paired_from_arrays",
-           "fingerprint", "holm"]
+__all__ = ["Evaluation", "THRESHOLD_RULES", "report", "choose", "paired_delong", "paired_delong_graph",
+           "paired_from_arrays", "fingerprint", "fingerprint_graph", "fingerprint_from", "holm"]
 
 THRESHOLD_RULES = ("auto", "f1", "cost")
 
@@ -108,20 +109,51 @@ def report(table: pd.DataFrame, settings: Evaluation, *, scale: str = PROBABILIT
 # ---------------------------------------------------------------- paired DeLong on the workers
 
 
-def paired_delong(scored: dd.DataFrame, a: str, b: str, table_a: pd.DataFrame, table_b: pd.DataFrame, *,
+def paired_delong(scored: dd.DataFrame, a: str, b: str, table_a, table_b, *,
                   label: str = "label", level: float = 0.95) -> intervals.PairedAUC:
     """DeLong's test of the ROC AUCs of score columns ``a`` and ``b`` of ``scored`` (the same rows).
 
     The same numbers as :func:`workbench.metrics.intervals.delong_paired` on the joint table, without
     the joint table: each model's structural components per distinct score come from its own score
-    table (on the client already), and each partition returns the two sums of squared differences
-    of its rows' components (positives and negatives), so nothing of size rows leaves the workers.
+    table (a frame, or the Delayed of one: then it never leaves the workers), and each partition
+    returns the two sums of squared differences of its rows' components (positives and
+    negatives), so nothing of size rows reaches the client. Raises ValueError when a class has
+    fewer than 2 rows or the two columns cover different rows.
     """
-    comp_a, comp_b = _components(table_a), _components(table_b)
-    parts = [dask.delayed(_partial_sums)(part, a, b, label, comp_a, comp_b)
+    test = paired_delong_graph(scored, a, b, table_a, table_b, label=label, level=level).compute()
+    if test is None:
+        raise ValueError("a class has fewer than 2 rows, or the two score columns cover different rows")
+    return test
+
+
+def paired_delong_graph(scored: dd.DataFrame, a: str, b: str, table_a, table_b, *, label: str = "label",
+                        level: float = 0.95) -> Delayed:
+    """:func:`paired_delong` not computed; its result is None where the test does not apply."""
+    comp_a, comp_b = dask.delayed(_components_or_none)(table_a), dask.delayed(_components_or_none)(table_b)
+    parts = [dask.delayed(_partial_sums_or_none)(part, a, b, label, comp_a, comp_b)
              for part in scored[[label, a, b]].to_delayed()]
-    sums = np.sum(dask.compute(*parts), axis=0) if parts else np.zeros(2)
-    return _paired(comp_a, comp_b, sums[0], sums[1], level)
+    return dask.delayed(_paired_or_none)(comp_a, comp_b, parts, level)
+
+
+def _components_or_none(table: pd.DataFrame) -> tuple | None:
+    try:
+        return _components(table)
+    except ValueError:  # a class with fewer than 2 rows
+        return None
+
+
+def _partial_sums_or_none(part, a, b, label, comp_a, comp_b) -> np.ndarray:
+    return np.zeros(2) if comp_a is None or comp_b is None else _partial_sums(part, a, b, label, comp_a, comp_b)
+
+
+def _paired_or_none(comp_a: tuple | None, comp_b: tuple | None, parts: list, level: float) -> intervals.PairedAUC | None:
+    if comp_a is None or comp_b is None:
+        return None
+    sums = np.sum(parts, axis=0) if parts else np.zeros(2)
+    try:
+        return _paired(comp_a, comp_b, sums[0], sums[1], level)
+    except (ValueError, ZeroDivisionError):
+        return None
 
 
 def paired_from_arrays(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
@@ -184,7 +216,15 @@ def fingerprint(scored: dd.DataFrame, keys: list[str]) -> str:
     """A digest of which rows, in which order, a scored frame holds: each partition's key (its shard
     and row groups) and the positions of its rows in the shard, which the reader keeps as the index.
     Two runs with the same fingerprint scored the same test rows in the same order."""
-    digests = dask.compute(*[dask.delayed(_index_digest)(part) for part in scored.to_delayed()])
+    return fingerprint_from(dask.compute(fingerprint_graph(scored))[0], keys)
+
+
+def fingerprint_graph(scored: dd.DataFrame) -> list[Delayed]:
+    """Each partition's digest, not computed (:func:`fingerprint_from` joins them)."""
+    return [dask.delayed(_index_digest)(part) for part in scored.to_delayed()]
+
+
+def fingerprint_from(digests: list[bytes], keys: list[str]) -> str:
     total = hashlib.sha256()
     for key, digest in zip(keys, digests):
         total.update(str(key).encode())
