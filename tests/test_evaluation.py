@@ -13,8 +13,18 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, f1_score, log_loss
 
 from workbench.metrics import Evaluation, correct_probabilities, evaluate, score_table
-from workbench.metrics.evaluation import fingerprint, holm, paired_delong, paired_from_arrays
-from workbench.metrics.intervals import delong_paired, joint_table
+from workbench.metrics import score_table_graph
+from workbench.metrics.evaluation import (
+    PairedSums,
+    PlacementSums,
+    fingerprint,
+    holm,
+    paired_delong,
+    paired_from_arrays,
+    placements_of,
+    with_placements,
+)
+from workbench.metrics.intervals import delong, delong_paired, joint_table
 
 from .test_intervals import brute_delong, rows
 
@@ -49,6 +59,40 @@ def test_paired_delong_matches_the_pairwise_definitions_with_ties(two_models):
     variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
     assert (test.auc_a, test.auc_b) == pytest.approx(tuple(aucs), rel=EXACT)
     assert test.se ** 2 == pytest.approx(variance, rel=1e-9)
+
+
+@pytest.mark.parametrize("chunk", [1, 97, 3_000])
+def test_placements_streamed_in_chunks_give_the_joint_table_s_test_and_intervals(two_models, chunk):
+    """What `workbench compare` and the sweep report compute from the kept scores, a partition at a
+    time: the same paired test as the joint table and the same interval as DeLong's on the table."""
+    y, a, b = two_models
+    pa, pb = placements_of(y, a), placements_of(y, b)
+    paired, single = PairedSums(), PlacementSums()
+    for i in range(0, len(y), chunk):
+        paired.add(y[i:i + chunk], pa[i:i + chunk], pb[i:i + chunk])
+        single.add(y[i:i + chunk], pa[i:i + chunk])
+    reference = delong_paired(joint_table(pd.DataFrame({"label": y, "a": a, "b": b}), "a", "b"))
+    for got, want in zip(paired.result(), reference):
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-13)
+    counts = pd.DataFrame({"label": y, "s": a}).groupby("s")["label"].agg(["size", "sum"])
+    table = pd.DataFrame({"score": counts.index, "neg": counts["size"] - counts["sum"], "pos": counts["sum"]})
+    assert tuple(single.result()) == pytest.approx(tuple(delong(table)), rel=1e-9)
+
+
+def test_placements_written_by_the_workers_are_those_of_the_whole_table(client, two_models):
+    y, a, _ = two_models
+    scored = frame(y, a, npartitions=7)
+    placed = with_placements(scored, score_table_graph(scored)).compute()
+    assert placed["placement"].to_numpy() == pytest.approx(placements_of(y, a), rel=EXACT)
+    positives = placed[placed["label"] == 1]["placement"]
+    assert positives.mean() == pytest.approx(delong(score_table(scored)).auc, rel=EXACT)  # mean V10 is the AUC
+
+
+def test_a_class_with_one_row_has_no_streamed_test():
+    sums = PairedSums()
+    sums.add(np.array([0, 0, 1]), np.array([0.1, 0.2, 0.9]), np.array([0.2, 0.1, 0.8]))
+    with pytest.raises(ValueError, match="at least 2 negatives and 2 positives"):
+        sums.result()
 
 
 def test_a_model_against_itself_differs_by_nothing(two_models):

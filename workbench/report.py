@@ -277,7 +277,7 @@ class _Builder:
             d.table(pairs, "Paired tests of ROC AUC between ratios")
 
     def _paired_between_sizes(self) -> pd.DataFrame:
-        from .comparison import comparable, load_scores, paired_tests
+        from .comparison import comparable, paired_tests
         from .stores.runs import RunStore
 
         t = self.table
@@ -292,9 +292,7 @@ class _Builder:
             for members in by_rows.values():
                 if len({size for size, _ in members}) < 2:
                     continue
-                scores = [load_scores(r) for _, r in members]
-                tests = paired_tests([str(size) for size, _ in members], scores[0]["label"].to_numpy(),
-                                     [s["score"].to_numpy() for s in scores])
+                tests = paired_tests([str(size) for size, _ in members], [r for _, r in members])
                 for test in tests:
                     out.append({"workers": workers, "trial": trial, f"{self.size} a": test["a"],
                                 f"{self.size} b": test["b"], "ΔROC AUC": test["delta"], "low": test["low"],

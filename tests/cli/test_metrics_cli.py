@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +95,37 @@ def test_compare_three_runs_adjusts_for_the_pairs(runs):
     same = re.search(rf"^  {runs['r3_id']} vs {again}: ΔAUC \+0\.0000 .* p 1\.0000  p\(Holm\) 1\.0000$", proc.stdout,
                      re.MULTILINE)
     assert same, proc.stdout  # the same seeds, the same model: no difference at all
+
+
+def test_compare_streams_the_kept_placements_to_the_in_memory_test(runs, tmp_path):
+    """The paired test from the placements kept beside the scores, a partition at a time, is the
+    test on the whole score arrays; runs kept before placements were are read whole, to the same
+    numbers."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from workbench.comparison import compare_runs, load_scores
+    from workbench.metrics.evaluation import paired_from_arrays
+    from workbench.stores.runs import RunStore
+
+    ids = [runs["r3_id"], runs["r10_id"]]
+    store = runs["cwd"] / "runs"
+    records = [RunStore(store).get(i) for i in ids]
+    files = sorted((Path(records[0].path) / "test_scores").glob("*.parquet"))
+    assert len(files) > 1 and all("placement" in pq.read_schema(f).names for f in files)
+    a, b = (load_scores(r) for r in records)
+    reference = paired_from_arrays(a["label"].to_numpy(), a["score"].to_numpy(), b["score"].to_numpy())
+    streamed = compare_runs(ids, runs_dir=store).pairs[0]
+    for key in ("auc_a", "auc_b", "delta", "se", "low", "high", "z", "p_value"):
+        assert streamed[key] == pytest.approx(getattr(reference, key), rel=1e-9, abs=1e-13), key
+    old = tmp_path / "runs"
+    shutil.copytree(store, old)
+    for f in (old / ids[1] / "test_scores").glob("*.parquet"):
+        pq.write_table(pq.read_table(f).drop(["placement"]), f)
+    whole = compare_runs(ids, runs_dir=old).pairs[0]
+    assert whole["delta"] == pytest.approx(streamed["delta"], rel=1e-9, abs=1e-13)
+    assert whole["se"] == pytest.approx(streamed["se"], rel=1e-9)
 
 
 @pytest.mark.parametrize("case, args, words", [

@@ -44,7 +44,7 @@ from .evaluation import (
 from .scoring import PROBABILITY, score, score_scale
 
 __all__ = [
-    "Metrics", "evaluate", "evaluate_model", "evaluate_models", "score", "score_scale", "score_table",
+    "Metrics", "evaluate", "evaluate_model", "evaluate_models", "score", "score_scale", "score_table", "score_table_graph",
     "metrics_from_table", "curves_from_table", "correct_probabilities", "correct_scores",
     "Evaluation", "RunEvaluation", "evaluate_run",
 ]

@@ -27,7 +27,8 @@ from . import intervals
 from .scoring import PROBABILITY
 
 __all__ = ["Evaluation", "THRESHOLD_RULES", "report", "choose", "paired_delong", "paired_delong_graph",
-           "paired_from_arrays", "fingerprint", "fingerprint_graph", "fingerprint_from", "holm"]
+           "paired_from_arrays", "fingerprint", "fingerprint_graph", "fingerprint_from", "holm", "with_placements",
+           "placements", "placements_of", "PairedSums", "PlacementSums"]
 
 THRESHOLD_RULES = ("auto", "f1", "cost")
 
@@ -166,6 +167,99 @@ def paired_from_arrays(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.nd
     return _paired(comp_a, comp_b, sums[0], sums[1], level)
 
 
+# ---------------------------------------------------------------- placements: paired tests by streaming
+
+
+def with_placements(scored: dd.DataFrame, table, *, label: str = "label", score: str = "score") -> dd.DataFrame:
+    """``scored`` with a ``placement`` column: each row's DeLong structural component under its own
+    model (V10, the fraction of negatives below its score, for a positive; V01, the fraction of
+    positives above it, for a negative; ties counted 1/2), from the score ``table`` (a frame or
+    the Delayed of one, left on the workers). NaN where the score is missing or a class has fewer
+    than 2 rows.
+
+    Kept beside a run's test scores, the placements make DeLong's paired test between two runs a
+    single pass over the rows in order (:class:`PairedSums`), in memory of one partition."""
+    comp = dask.delayed(_components_or_none)(table)
+    meta = scored._meta.assign(placement=pd.Series([], dtype="float64"))
+    return scored.map_partitions(_add_placement, comp, label, score, meta=meta)
+
+
+def _add_placement(part: pd.DataFrame, comp: tuple | None, label: str, score: str) -> pd.DataFrame:
+    return part.assign(placement=placements(part[label].to_numpy(), part[score].to_numpy(dtype="float64"), comp))
+
+
+def placements(labels: np.ndarray, scores: np.ndarray, comp: tuple | None) -> np.ndarray:
+    out = np.full(len(scores), np.nan)
+    if comp is None:
+        return out
+    keep = ~np.isnan(scores)
+    where = np.searchsorted(comp[0], scores[keep])
+    out[keep] = np.where(labels[keep] == 1, comp[2][where], comp[3][where])
+    return out
+
+
+def placements_of(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """:func:`placements` of scores held in memory (runs kept before placements were kept)."""
+    frame = pd.DataFrame({"label": np.asarray(labels, dtype="int8"), "score": np.asarray(scores, dtype="float64")})
+    return placements(frame["label"].to_numpy(), frame["score"].to_numpy(), _components_or_none(_table(frame, "score")))
+
+
+class PairedSums:
+    """DeLong's paired test of two runs accumulated from their placements, chunk by chunk of the
+    same rows in the same order: per class, the count, the sums of each run's placements and the
+    sum of squared deviations of their difference (Chan et al.'s pairwise update, stable in one
+    pass). The same test as :func:`paired_from_arrays`, in memory of one chunk."""
+
+    def __init__(self) -> None:
+        self.n = np.zeros(2)  # [negatives, positives]
+        self.sum_a = np.zeros(2)
+        self.sum_b = np.zeros(2)
+        self.m2 = np.zeros(2)
+
+    def add(self, labels: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+        keep = ~(np.isnan(a) | np.isnan(b))
+        labels, a, b = labels[keep], a[keep], b[keep]
+        for k in (0, 1):
+            mask = labels == k
+            n = float(mask.sum())
+            if not n:
+                continue
+            xa, xb = a[mask], b[mask]
+            d = xa - xb
+            mean = float(d.mean())
+            m2 = float(((d - mean) ** 2).sum())
+            if self.n[k]:
+                before = (self.sum_a[k] - self.sum_b[k]) / self.n[k]
+                total = self.n[k] + n
+                m2 += self.m2[k] + (mean - before) ** 2 * self.n[k] * n / total
+            self.n[k] += n
+            self.sum_a[k] += float(xa.sum())
+            self.sum_b[k] += float(xb.sum())
+            self.m2[k] = m2
+
+    def result(self, level: float = 0.95) -> intervals.PairedAUC:
+        """Raises ValueError when a class has fewer than 2 rows."""
+        n0, n1 = self.n
+        if n0 < 2 or n1 < 2:
+            raise ValueError(f"DeLong needs at least 2 negatives and 2 positives (got {n0:g} and {n1:g})")
+        auc_a, auc_b = self.sum_a[1] / n1, self.sum_b[1] / n1  # the mean V10 over the positives is the AUC
+        return _test(auc_a, auc_b, self.m2[1] / ((n1 - 1) * n1) + self.m2[0] / ((n0 - 1) * n0), level)
+
+
+class PlacementSums:
+    """One run's DeLong interval from its placements, chunk by chunk (:class:`PairedSums` for one run)."""
+
+    def __init__(self) -> None:
+        self._sums = PairedSums()
+
+    def add(self, labels: np.ndarray, placement: np.ndarray) -> None:
+        self._sums.add(labels, placement, np.zeros(len(placement)))
+
+    def result(self, level: float = 0.95) -> intervals.AUCInterval:
+        test = self._sums.result(level)
+        return intervals.auc_interval(test.auc_a, test.se ** 2, level)
+
+
 def _table(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     counts = frame.groupby(column)["label"].agg(["size", "sum"])
     return pd.DataFrame({"score": counts.index.to_numpy(), "neg": (counts["size"] - counts["sum"]).to_numpy(),
@@ -192,11 +286,15 @@ def _paired(comp_a: tuple, comp_b: tuple, s10: float, s01: float, level: float) 
     if (comp_a[4], comp_a[5]) != (comp_b[4], comp_b[5]):
         raise ValueError("the two score columns cover different rows")
     n0, n1 = comp_a[4], comp_a[5]
-    variance = s10 / ((n1 - 1) * n1) + s01 / ((n0 - 1) * n0)
-    se, delta = math.sqrt(variance), comp_a[1] - comp_b[1]
+    return _test(comp_a[1], comp_b[1], s10 / ((n1 - 1) * n1) + s01 / ((n0 - 1) * n0), level)
+
+
+def _test(auc_a: float, auc_b: float, variance: float, level: float) -> intervals.PairedAUC:
+    auc_a, auc_b, variance = float(auc_a), float(auc_b), float(variance)
+    se, delta = math.sqrt(max(variance, 0.0)), auc_a - auc_b
     z = delta / se if se > 0 else (0.0 if delta == 0 else math.copysign(math.inf, delta))
     half = float(norm.ppf(0.5 + level / 2)) * se
-    return intervals.PairedAUC(comp_a[1], comp_b[1], delta, se, max(delta - half, -1.0), min(delta + half, 1.0), z,
+    return intervals.PairedAUC(auc_a, auc_b, delta, se, max(delta - half, -1.0), min(delta + half, 1.0), z,
                                float(2 * norm.sf(abs(z))), level)
 
 

@@ -32,7 +32,7 @@ from scipy.stats import norm
 __all__ = [
     "AUCInterval", "PairedAUC", "PRInterval", "Calibration", "AtK", "Threshold",
     "delong", "delong_paired", "joint_table", "pr_auc", "brier", "log_loss",
-    "calibration_curve", "at_k", "choose_threshold", "distinct_counts", "structural_components",
+    "calibration_curve", "at_k", "choose_threshold", "distinct_counts", "structural_components", "auc_interval",
 ]
 
 
@@ -184,6 +184,11 @@ def delong(table: pd.DataFrame, level: float = 0.95, transform: str = "logit") -
     n0, n1 = neg.sum(), pos.sum()
     variance = float(np.dot(pos, (v10 - auc) ** 2) / ((n1 - 1) * n1)
                      + np.dot(neg, (v01 - auc) ** 2) / ((n0 - 1) * n0))
+    return auc_interval(auc, variance, level, transform)
+
+
+def auc_interval(auc: float, variance: float, level: float = 0.95, transform: str = "logit") -> AUCInterval:
+    """The interval :func:`delong` gives for an AUC of DeLong's ``variance``."""
     z, se = _z(level), math.sqrt(variance)
     if transform == "normal":
         low, high = max(auc - z * se, 0.0), min(auc + z * se, 1.0)

@@ -24,7 +24,8 @@ from ..data.cache import load_dataset
 from ..data.dataset import Dataset
 from ..data.ensure import ensure_export
 from ..errors import WorkbenchError
-from ..metrics import Evaluation, Metrics, evaluate_models, evaluate_run
+from ..metrics import Evaluation, Metrics, evaluate_models, evaluate_run, score_table_graph
+from ..metrics.evaluation import with_placements
 from ..sampling import split, split_by, undersample
 from ..stores.runs import RunRecord, RunStore, versions
 from ..train.registry import MODEL_TYPES, FitContext, Fitted
@@ -305,6 +306,7 @@ def _save_scores(run, spec: PipelineSpec, trained: Trained, say) -> None:
     if not keep or scored is None:
         return
     column = scored[["label", trained.primary_column]].rename(columns={trained.primary_column: "score"})
+    column = with_placements(column, score_table_graph(column))  # a paired test is then one pass (comparison.py)
 
     def write(path) -> None:
         column.to_parquet(path, write_index=False, name_function=lambda i: f"part-{i:06d}.parquet")
