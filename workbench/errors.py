@@ -115,3 +115,18 @@ class _DropExpectedFailures(logging.Filter):
 _worker_log = logging.getLogger("distributed.worker")
 if not any(isinstance(f, _DropExpectedFailures) for f in _worker_log.filters):
     _worker_log.addFilter(_DropExpectedFailures())
+
+
+class _DropSyncCancelRace(logging.Filter):
+    """distributed's ``sync`` cancels its future from a callback when the client is interrupted; if
+    the signal came before the future existed, the callback raises NameError and tornado logs its
+    traceback over the one ``interrupted`` line. The interrupt itself is handled: the log is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, NameError) and "'future'" in str(exc))
+
+
+_tornado_log = logging.getLogger("tornado.application")
+if not any(isinstance(f, _DropSyncCancelRace) for f in _tornado_log.filters):
+    _tornado_log.addFilter(_DropSyncCancelRace())

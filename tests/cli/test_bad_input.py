@@ -9,6 +9,7 @@ Data, found once a cluster is up (``run --connect`` to the test session's cluste
  1. inf_feature: FLOAT64 features holding +inf/-inf (own cluster); the line names the columns and counts, the fix data.infinite: missing
  2. inf_without_statistics: the same in shards written without statistics, counted on the workers
  3. null_target: a target column that is null in every row
+ 3a. feature_names_xgboost_refuses: feature columns named x[0] and y<1, names XGBoost cannot take
  4. schema_drift: one column DOUBLE in one shard and STRING in another
  5. drop_unknown_column: data.drop names a column the export does not have
  6. target_in_drop: the target is also listed in data.drop
@@ -96,7 +97,7 @@ def pipeline(path, *, name="bad", data_extra="", model=XGBOOST, split="split: {t
 
 
 def write_export(directory: Path, *, seed=0, infinite=False, statistics=True, null_target=False, drift=False,
-                 without=()) -> Path:
+                 without=(), rename=None) -> Path:
     """``SHARDS`` shards of ``ROWS`` rows: address, x, y (FLOAT64), k (INT64) and a BOOL is_miner (10 %)."""
     directory.mkdir(parents=True)
     rng = np.random.default_rng(seed)
@@ -113,7 +114,7 @@ def write_export(directory: Path, *, seed=0, infinite=False, statistics=True, nu
             columns["x"], columns["y"] = pa.array(x), pa.array(y)
         if drift and i == 3:
             columns["y"] = pa.array([f"{v:.3f}" for v in columns["y"].to_numpy()])
-        table = pa.table({k: v for k, v in columns.items() if k not in without})
+        table = pa.table({(rename or {}).get(k, k): v for k, v in columns.items() if k not in without})
         pq.write_table(table, directory / f"t-{i:012d}.parquet", write_statistics=statistics)
     return directory
 
@@ -153,6 +154,7 @@ def work(tmp_path_factory, client):
     write_export(root / "drift", drift=True)
     write_export(root / "noy", without=("y",), seed=1)
     write_export(root / "new-inf", infinite=True, seed=2)
+    write_export(root / "brackets", rename={"x": "x[0]", "y": "y<1"})
     (root / "one-worker.yaml").write_text(SMALL_PROFILE)
     (root / "xgb.yaml").write_text(pipeline("good/", name="xgb"))
     (root / "ens.yaml").write_text(pipeline("good/", name="ens", model=ENSEMBLE,
@@ -203,6 +205,7 @@ def cases(work):
     run_case("inf_feature", pipeline(root / "inf"), "--cluster", root / "one-worker.yaml", "--runs-dir", "R")  # as in issue 15
     run_case("inf_without_statistics", pipeline(root / "inf-nostats"), *connect)
     run_case("null_target", pipeline(root / "nulltarget"), *connect)
+    run_case("feature_names_xgboost_refuses", pipeline(root / "brackets"), *connect)
     run_case("schema_drift", pipeline(root / "drift"), *connect)
     run_case("drop_unknown_column", pipeline(root / "good").replace("drop: [address]", "drop: [address, nosuch]"), *connect)
     run_case("target_in_drop", pipeline(root / "good").replace("drop: [address]", "drop: [address, is_miner]"), *connect)
@@ -278,6 +281,8 @@ EXPECTED = {
     "inf_feature": r"feature column\(s\) hold infinite values \(x: 2 \+inf, 1 -inf; y: 1 -inf\); read them as missing "
                    r"values \(NaN\) with data\.infinite: missing \(Python: infinite='missing'\), or remove them from the export",
     "inf_without_statistics": r"feature column\(s\) hold infinite values \(x: 2 \+inf, 1 -inf; y: 1 -inf\); .*data\.infinite: missing",
+    "feature_names_xgboost_refuses": r"XGBoost cannot take feature names holding '\[', '\]' or '<': 'x\[0\]', 'y<1'; "
+                                     r"rename those columns in the export, or leave them out with data\.drop",
     "null_target": r"target column 'is_miner' is null in every row \(6,000 rows\); check the export query",
     "schema_drift": r"column 'y' is string in shard t-000000000003\.parquet but double in t-000000000000\.parquet; "
                     r"re-export the table in one job, or drop the column with drop=",

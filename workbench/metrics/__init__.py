@@ -358,7 +358,7 @@ def evaluate_models(models: dict, data: Dataset, threshold: float = 0.5, *, unde
     ``on_phase(phase, seconds)`` hears how long the ``predict`` pass and the ``metrics`` took.
     """
     return evaluate_run(models, data, threshold, undersampling=undersampling, client=client, on_phase=on_phase,
-                        settings=settings, valid=valid).metrics
+                        settings=settings, valid=valid, fingerprinted=False).metrics
 
 
 @dataclass
@@ -376,8 +376,9 @@ class RunEvaluation:
 def evaluate_run(models: dict, data: Dataset, threshold: float = 0.5, *, undersampling: dict | None = None,
                  client=None, on_phase: Callable[[str, float], None] | None = None,
                  settings: Evaluation | None = None, valid: Dataset | None = None,
-                 paired: bool = False) -> RunEvaluation:
-    """:func:`evaluate_models`, and with ``paired`` DeLong's test between every two models."""
+                 paired: bool = False, fingerprinted: bool = True) -> RunEvaluation:
+    """:func:`evaluate_models`, and with ``paired`` DeLong's test between every two models; without
+    ``fingerprinted`` the test rows are not digested (``fingerprint`` is then empty)."""
     from distributed import get_client, wait
 
     client = client or get_client()
@@ -403,7 +404,7 @@ def evaluate_run(models: dict, data: Dataset, threshold: float = 0.5, *, undersa
         pairs = [(a, b, paired_delong_graph(scored, a, b, tables[a], tables[b],
                                             level=settings.level if settings else 0.95))
                  for i, a in enumerate(names) for b in names[i + 1:]]
-    digests = fingerprint_graph(scored) if data.partition_keys is not None else None
+    digests = fingerprint_graph(scored) if fingerprinted and data.partition_keys is not None else None
     metrics, tested, digests = dask.compute(jobs, [p for _, _, p in pairs], digests)
     tests = [{"a": a, "b": b, **test._asdict()} for (a, b, _), test in zip(pairs, tested)
              if test is not None]  # None: a class with fewer than 2 rows

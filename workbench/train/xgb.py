@@ -112,6 +112,11 @@ def train_xgboost(
         raise WorkbenchError("early stopping needs a validation set", "pass valid= or set early_stopping_rounds=None")
     if train.features != (test or train).features or train.features != (valid or train).features:
         raise WorkbenchError("train, valid and test have different features", "read them with the same reader settings")
+    unnamed = [f for f in train.features if any(c in str(f) for c in "[]<")]
+    if unnamed:
+        shown = ", ".join(repr(f) for f in unnamed[:5]) + (f" and {len(unnamed) - 5} more" if len(unnamed) > 5 else "")
+        raise WorkbenchError(f"XGBoost cannot take feature names holding '[', ']' or '<': {shown}",
+                             "rename those columns in the export, or leave them out with data.drop")
     params = {**DEFAULT_PARAMS, "seed": seed, **(params or {})}
     if scale_pos_weight is not None:
         params["scale_pos_weight"] = _scale_pos_weight(train, scale_pos_weight)
